@@ -1,0 +1,89 @@
+"The project's own promises: README derived from index.ipynb, quick-start commands, CI calls them, sidebar complete."
+import re, subprocess, sys, tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT/"tools"))
+import nbsync  # noqa: E402
+
+
+def test_readme_and_derived_cells_in_sync():
+    r = subprocess.run([sys.executable, str(ROOT/"tools"/"nbsync.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, "run `python tools/nbsync.py` and commit:\n" + r.stdout
+
+
+def test_readme_drift_is_detected(tmp_path, monkeypatch):
+    "The check really compares: an edited index notebook makes README.md stale."
+    import nbformat
+    nb = nbformat.read(ROOT/"nbs"/"index.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("A new paragraph the README does not have yet."))
+    monkeypatch.setattr(nbformat, "read", lambda *a, **k: nb)
+    assert "A new paragraph" in nbsync.render_readme()
+    assert nbsync.render_readme() != (ROOT/"README.md").read_text()
+
+
+def _quick_start():
+    text = (ROOT/"README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section, re.S)
+
+
+def test_quick_start_has_exactly_two_commands():
+    cmds = _quick_start()
+    assert len(cmds) == 2 and all("\n" not in c for c in cmds)
+    run, test = cmds
+    assert run.startswith("pip install torch==") and run.endswith("sft-course env")
+    assert 'pip install -e ".[dev]"' in test and test.endswith("bash tools/test.sh")
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT/".ci"/"run").read_text()
+    pattern = re.search(r"grep -m1 -E '(.+?)' README.md", ci).group(1)
+    assert re.search(pattern, _quick_start()[1])
+    assert "HF_HUB_OFFLINE=1" in ci and "HF_DATASETS_OFFLINE=1" in ci
+
+
+def test_sidebar_lists_every_notebook_in_order():
+    listed = nbsync.chapters()
+    on_disk = sorted(p.name for p in (ROOT/"nbs").glob("*.ipynb") if p.name != "index.ipynb")
+    assert listed == on_disk
+    assert (ROOT/"nbs"/"sidebar.yml").read_text().splitlines()[3].strip() == "- index.ipynb"
+
+
+def test_chapters_open_with_title_summary_and_setup_cell():
+    import nbformat
+    for name in nbsync.chapters():
+        nb = nbformat.read(ROOT/"nbs"/name, as_version=4)
+        title, summary = nbsync.title_and_summary(nb)
+        assert title and summary, name
+        assert nb.cells[1].source == nbsync.setup_cell(), name
+
+
+def test_repository_url_lives_in_pyproject_only():
+    url = tomllib.loads((ROOT/"pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    index = (ROOT/"nbs"/"index.ipynb").read_text()
+    assert f"colab.research.google.com/github/{'/'.join(url.split('/')[-2:])}/blob/main/nbs/" in index
+    for name in nbsync.chapters(): assert url in (ROOT/"nbs"/name).read_text()  # via the generated setup cell
+
+
+def test_nbdev_config_and_layout():
+    cfg = tomllib.loads((ROOT/"pyproject.toml").read_text())
+    nb = cfg["tool"]["nbdev"]
+    assert (nb["nbs_path"], nb["doc_path"], nb["jupyter_hooks"]) == ("nbs", "_docs", True)
+    assert cfg["project"]["name"] == "sft-course" and cfg["project"]["requires-python"] == ">=3.10"
+    assert "dev" in cfg["project"]["optional-dependencies"]
+    assert not (ROOT/"settings.ini").exists() and (ROOT/"setup.py").exists() and (ROOT/"nbs"/"_quarto.yml").exists()
+    for wf in ("test.yaml", "deploy.yaml"): assert (ROOT/".github"/"workflows"/wf).exists()
+
+
+def test_nbdev_proc_nbs_prepares_every_chapter_for_the_docs(tmp_path):
+    "The docs site's preprocessing works (Quarto itself runs in the Pages workflow, not here)."
+    import os, shutil
+    fake = tmp_path/"bin"; fake.mkdir()
+    (fake/"quarto").write_text("#!/bin/sh\nexit 0\n"); (fake/"quarto").chmod(0o755)  # stops nbdev trying to install Quarto
+    shutil.rmtree(ROOT/"_proc", ignore_errors=True)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    r = subprocess.run(["nbdev-proc-nbs"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ["index.ipynb"] + nbsync.chapters(): assert (ROOT/"_proc"/name).exists(), name
+    assert (ROOT/"_proc"/"sidebar.yml").read_text() == (ROOT/"nbs"/"sidebar.yml").read_text()
