@@ -27,6 +27,12 @@ def test_special_tokens_are_single_tokens(offline_dir):
     tok = AutoTokenizer.from_pretrained(offline_dir)
     for t in SPECIAL_TOKENS.values(): assert len(tok.encode(t)) == 1, t
     assert tok.bos_token == BOS and tok.eos_token == EOS and tok.pad_token == EOS
+    # as in DeepSeek-R1-Distill's tokenizer_config.json: only BOS/EOS are special; role and think markers are plain added tokens
+    flags = {t.content: t.special for t in tok.added_tokens_decoder.values()}
+    assert flags[BOS] and flags[EOS]
+    assert not any(flags[SPECIAL_TOKENS[k]] for k in ("user", "assistant", "think", "end_think"))
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True)["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=True) == f"{USER}Hi{ASSISTANT}<think>\n"
 
 
 def test_chat_template_matches_deepseek_format(offline_dir):
