@@ -9,7 +9,7 @@ __all__ = ['SCHEMAS', 'PAIR_COLUMNS', 'SHAREGPT_ROLES', 'ROLES', 'PROBLEMS', 'SM
            'to_messages', 'detect_schema', 'standardize', 'LossMask', 'show_loss_mask', 'DataIssue', 'DataReport',
            'validate', 'load_smoltalk']
 
-# %% ../nbs/02_dataset_preparation.ipynb #04bb275c
+# %% ../nbs/02_dataset_preparation.ipynb #4dc5e741
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,12 +23,12 @@ from datasets import Dataset, DatasetDict
 from .errors import *
 from .offline import sample_conversations
 
-# %% ../nbs/02_dataset_preparation.ipynb #53a4a9eb
+# %% ../nbs/02_dataset_preparation.ipynb #6ad11da5
 def sample_dataset() -> DatasetDict:
     "The course's shipped sample conversations in smoltalk's schema, as a DatasetDict with 'train' and 'test'."
     return DatasetDict({split: Dataset.from_list(sample_conversations(split)) for split in ("train", "test")})
 
-# %% ../nbs/02_dataset_preparation.ipynb #69b16ee7
+# %% ../nbs/02_dataset_preparation.ipynb #3fdd5ae3
 def to_messages(prompt:str, # the input: what the user asks
                 response:str, # the expected output: what the model should answer
                 system:str|None=None, # standing instructions, rendered first as a system turn
@@ -46,7 +46,7 @@ def to_messages(prompt:str, # the input: what the user asks
                                  fix="Rename that metadata key: 'messages' holds the conversation itself.")
     return {"messages": messages, **metadata}
 
-# %% ../nbs/02_dataset_preparation.ipynb #3ccc355c
+# %% ../nbs/02_dataset_preparation.ipynb #eaaf8455
 SCHEMAS = {
     "messages": "conversational `messages` (list of {role, content})",
     "sharegpt": "ShareGPT `conversations` (list of {from, value})",
@@ -92,7 +92,7 @@ def detect_schema(dataset, # a `datasets.Dataset` (or DatasetDict: its first spl
     raise DatasetFormatError("standardize() does not recognise this dataset's schema.", where=f"columns {cols}",
                              fix=f"Expected {_expected()}.")
 
-# %% ../nbs/02_dataset_preparation.ipynb #706d2345
+# %% ../nbs/02_dataset_preparation.ipynb #f127b5b9
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
                   "bard": "assistant", "bing": "assistant", "system": "system"}
 
@@ -119,7 +119,7 @@ def _prompt_completion_row(row, system_column, system):
         return {"messages": list(p) + (list(c) if isinstance(c, list) else [{"role": "assistant", "content": _text(c)}])}
     return to_messages(_text(p), _text(c), system=_text(row[system_column]) if system_column else system)
 
-# %% ../nbs/02_dataset_preparation.ipynb #ac32d5af
+# %% ../nbs/02_dataset_preparation.ipynb #685c3566
 def standardize(dataset, # a `datasets.Dataset` or `DatasetDict` (or a list of row dicts)
                 prompt_column:str|None=None, # column holding the input, when it is not a known name
                 response_column:str|None=None, # column holding the expected output
@@ -169,7 +169,7 @@ def standardize(dataset, # a `datasets.Dataset` or `DatasetDict` (or a list of r
               + (f"; kept {kept}" if kept else ""))
     return out
 
-# %% ../nbs/02_dataset_preparation.ipynb #a42a29a0
+# %% ../nbs/02_dataset_preparation.ipynb #bbc39eff
 _TRAINED_STYLE = "background:#d6f5d6;color:#0b3d0b;border-radius:2px"
 _CUT_STYLE = "color:#bbb;text-decoration:line-through"
 _PLAIN_STYLE = "color:#777"
@@ -215,7 +215,7 @@ class LossMask:
 
     __repr__ = __str__
 
-# %% ../nbs/02_dataset_preparation.ipynb #448b6c76
+# %% ../nbs/02_dataset_preparation.ipynb #2b0e53b2
 def _training_template(tokenizer, assistant_only_loss):
     "The chat template SFTTrainer renders with, picked as TRL picks it (None: the tokenizer's own)."
     own = getattr(tokenizer, "chat_template", None)
@@ -244,7 +244,7 @@ def _pieces(text, offsets):
 
 def _with_eos(s, eos): return s if s.endswith(eos) else s + eos
 
-# %% ../nbs/02_dataset_preparation.ipynb #ab4e5831
+# %% ../nbs/02_dataset_preparation.ipynb #04a87176
 def show_loss_mask(example, # a row: `messages`, `prompt` + `completion` (strings or turns), or `text`; or a list of turns
                    tokenizer, # the model's tokenizer, with its chat template
                    assistant_only_loss:bool=False, # SFTConfig.assistant_only_loss
@@ -303,7 +303,7 @@ def show_loss_mask(example, # a row: `messages`, `prompt` + `completion` (string
     title = f"{kind}, assistant_only_loss={assistant_only_loss}" + (f", {tname}" if conversational else "")
     return LossMask(_pieces(text, enc["offset_mapping"]), list(enc["input_ids"]), trained, title, notes, max_length)
 
-# %% ../nbs/02_dataset_preparation.ipynb #53758be4
+# %% ../nbs/02_dataset_preparation.ipynb #aca2a0ba
 ROLES = ("system", "user", "assistant")
 
 PROBLEMS = {
@@ -336,7 +336,7 @@ class DataIssue:
 
     def __str__(self): return f"row {self.row}, {self.field}: {self.problem} ({self.kind})"
 
-# %% ../nbs/02_dataset_preparation.ipynb #c974ed22
+# %% ../nbs/02_dataset_preparation.ipynb #72dbdf91
 _OK, _MISSING, _NOT_LIST, _EMPTY = 0, 1, 2, 3
 
 @dataclass
@@ -410,7 +410,7 @@ def _flatten_python(rows) -> _Flat:
     return _Flat(state, row_note, n_msgs, arr(msg_row, np.int64), arr(is_dict), pa.array(roles, pa.string()),
                  pa.array(contents, pa.string()), arr(has_role), arr(has_content), arr(is_str), msg_note)
 
-# %% ../nbs/02_dataset_preparation.ipynb #ebd26cfc
+# %% ../nbs/02_dataset_preparation.ipynb #3478d8ec
 def _message_issues(flat, kind, mask, field, describe) -> list:
     "One DataIssue per row for the messages where `mask` is True; `describe(positions, first_index)` words it."
     idx = np.nonzero(mask)[0]
@@ -489,7 +489,7 @@ def _check_duplicates(flat, rows_mask) -> list:
     return [DataIssue(i, "messages", f"exact copy of row {first[codes[i]]}", PROBLEMS["duplicate"], "duplicate")
             for i in np.nonzero(dup)[0].tolist()]
 
-# %% ../nbs/02_dataset_preparation.ipynb #e9c5ddae
+# %% ../nbs/02_dataset_preparation.ipynb #faf16af9
 def _md(s): return str(s).replace("|", "\\|").replace("\n", " ")
 
 @dataclass
@@ -594,7 +594,7 @@ class DataReport:
                                   + (" ..." if len(self.issues) > 3 else ""),
                                   where=f"rows {self.bad_rows[:10]}", fix="Look at the report, then report.clean(dataset).")
 
-# %% ../nbs/02_dataset_preparation.ipynb #7c72e271
+# %% ../nbs/02_dataset_preparation.ipynb #692f22b7
 def _tokenize_rows(tokenizer, convs_of, idx, template, masks, batch_size, n):
     "Token counts (and assistant-token counts) for rows `idx`, one batched apply_chat_template call per batch."
     lengths, assistant, errors = np.full(n, -1, np.int64), np.zeros(n, np.int64), {}
@@ -636,7 +636,7 @@ def _rows_of(dataset):
                                  where=f"keys of the first row: {list(dicts[0])}", fix="Convert it first: standardize(rows).")
     return _flatten_python(rows), lambda idx: [rows[i]["messages"] for i in idx]
 
-# %% ../nbs/02_dataset_preparation.ipynb #c001daee
+# %% ../nbs/02_dataset_preparation.ipynb #6a65801a
 def validate(dataset, # a conversational `Dataset` (or a list of row dicts) with a `messages` column
              tokenizer=None, # the model's tokenizer: adds token lengths, truncation and the assistant share
              max_length:int|None=1024, # SFTConfig.max_length: longer rows are cut by SFTTrainer
@@ -696,7 +696,7 @@ def validate(dataset, # a conversational `Dataset` (or a list of row dicts) with
     summary["problems"] = dict(Counter(i.kind for i in issues))
     return DataReport(issues, summary, lengths, max_length)
 
-# %% ../nbs/02_dataset_preparation.ipynb #01a1e792
+# %% ../nbs/02_dataset_preparation.ipynb #5bc9f777
 SMOLTALK_ID = "HuggingFaceTB/smoltalk"
 SMOLTALK_CONFIGS = {
     "all": "every subset below, mixed: about a million conversations",
