@@ -32,13 +32,17 @@ class Lab:
         settings = self.dir/".lab-settings"/"@jupyterlab"/"apputils-extension"
         settings.mkdir(parents=True, exist_ok=True)
         (settings/"notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+        docmanager = self.dir/".lab-settings"/"@jupyterlab"/"docmanager-extension"
+        docmanager.mkdir(parents=True, exist_ok=True)
+        (docmanager/"plugin.jupyterlab-settings").write_text('{"autoStartDefaultKernel": true}')
+        (self.dir/".lab-workspaces").mkdir(exist_ok=True)
         env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(self.dir/".lab-settings"), "HF_HUB_OFFLINE": "1",
                "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         self.log = open(self.dir/"jupyterlab.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
              f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={self.dir}", "--allow-root",
-             "--ServerApp.open_browser=False"], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+             "--ServerApp.open_browser=False", f"--LabApp.workspaces_dir={self.dir/'.lab-workspaces'}"], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None: raise RuntimeError(f"JupyterLab exited: see {self.dir/'jupyterlab.log'}")
@@ -63,7 +67,15 @@ def open_notebook(page, lab:Lab, notebook:str, timeout=180_000):
     "Open `notebook` in JupyterLab and wait until its kernel is idle."
     page.goto(lab.url(notebook))
     page.wait_for_selector(".jp-Notebook", timeout=timeout)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout)
+    select = page.locator(".jp-Dialog").get_by_role("button", name="Select")
+    deadline = time.time() + timeout/1000
+    while time.time() < deadline: # the kernel starts on its own; accept the kernel dialog if JupyterLab still asks
+        if select.count(): select.first.click()
+        status = page.locator(".jp-Notebook-ExecutionIndicator").first
+        if status.count() and status.get_attribute("data-status") == "idle" and \
+           "No Kernel" not in page.locator(".jp-KernelName").first.inner_text(): return
+        time.sleep(0.5)
+    raise TimeoutError(f"the kernel of {notebook} did not become idle")
 
 
 def run_all(page):
