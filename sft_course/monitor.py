@@ -10,7 +10,7 @@ __all__ = ['SUMMARY_KEYS', 'TIMING_METRICS', 'METRIC_ORDER', 'KINDS', 'PHASE_NAM
            'Phases', 'find_phases', 'figure_png', 'LossFigure', 'plot_loss', 'Thresholds', 'Diagnosis', 'diagnose',
            'in_notebook', 'LivePlotCallback', 'LossExplorer', 'loss_explorer']
 
-# %% ../nbs/05_monitoring.ipynb #a958937c
+# %% ../nbs/05_monitoring.ipynb #77c91e2a
 import html, io, json, re, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 
 from .errors import CheckpointError, SFTCourseError
 
-# %% ../nbs/05_monitoring.ipynb #22e7aea6
+# %% ../nbs/05_monitoring.ipynb #38f214f2
 SUMMARY_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
 TIMING_METRICS = {"runtime", "samples_per_second", "steps_per_second", "model_preparation_time"}
 
@@ -65,7 +65,7 @@ class LossHistory:
         return cls({k: _as_series(p) for k, p in rows["train"].items()}, {k: _as_series(p) for k, p in rows["eval"].items()},
                    name, _as_series(epochs), summary, max_steps, source)
 
-# %% ../nbs/05_monitoring.ipynb #a6c76096
+# %% ../nbs/05_monitoring.ipynb #7c03dd5e
 @patch(cls_method=True)
 def from_trainer(cls:LossHistory, trainer, # a transformers Trainer (SFTTrainer included), during or after training
                  name:str|None=None, # default: the name of its output directory
@@ -107,7 +107,7 @@ def from_checkpoint(cls:LossHistory, path:str|Path, # output dir, checkpoint-N f
         name = f"{d.parent.name}/{d.name}" if d.name.startswith("checkpoint-") else d.name
     return cls.from_log_history(state.get("log_history", []), name=name, max_steps=state.get("max_steps") or None, source=str(f))
 
-# %% ../nbs/05_monitoring.ipynb #9d2073ba
+# %% ../nbs/05_monitoring.ipynb #8d29fde3
 METRIC_ORDER = ("loss", "mean_token_accuracy", "entropy", "grad_norm", "learning_rate", "num_tokens")
 
 @patch
@@ -167,7 +167,7 @@ def _repr_markdown_(self:LossHistory):
     table = ("| metric | first | last | lowest | NaN/inf |\n|---|---|---|---|---|\n" + "\n".join(rows)) if rows else ""
     return f"{head}\n\n{table}\n\nLogged metrics: " + ", ".join(f"`{m}`" for m in self.metrics)
 
-# %% ../nbs/05_monitoring.ipynb #2e113409
+# %% ../nbs/05_monitoring.ipynb #0c73d2a7
 KINDS = ("healthy", "overfitting", "no_improvement", "memorization", "diverging")
 
 def _curves(kind:str, x:np.ndarray):
@@ -224,31 +224,31 @@ def simulate_history(kind:str, # one of KINDS: 'healthy', 'overfitting', 'no_imp
             log.append(dict(eval_loss=el, eval_entropy=0.9*el, eval_mean_token_accuracy=acc(el), eval_runtime=1.0, epoch=3*x, step=step))
     return LossHistory.from_log_history(log, name=f"simulated {kind}", max_steps=steps)
 
-# %% ../nbs/05_monitoring.ipynb #b51e9fcd
+# %% ../nbs/05_monitoring.ipynb #ae861967
 def ema(values, # a series, possibly with NaN/inf
-        weight:float=0.6, # smoothing weight in [0, 1): 0 is the raw series
+        alpha:float=0.6, # smoothing weight w in [0, 1) (TensorBoard's slider): 0 is the raw series
        ) -> np.ndarray:
     "TensorBoard-style debiased exponential moving average; non-finite values pass through and are skipped."
     values = np.asarray(values, dtype=float)
-    if not 0 <= weight < 1:
-        raise SFTCourseError(f"A smoothing weight must be in [0, 1), not {weight}.", where="smoothing",
+    if not 0 <= alpha < 1:
+        raise SFTCourseError(f"A smoothing weight must be in [0, 1), not {alpha}.", where="smoothing",
                              fix="Use 0 for the raw curve, 0.6 for TensorBoard's default, 0.9 or more for very noisy runs.")
     out, m, n = values.copy(), 0.0, 0
-    if weight == 0: return out
+    if alpha == 0: return out
     for i, v in enumerate(values):
         if not np.isfinite(v): continue
-        m, n = weight*m + (1 - weight)*v, n + 1
-        out[i] = m / (1 - weight**n)
+        m, n = alpha*m + (1 - alpha)*v, n + 1
+        out[i] = m / (1 - alpha**n)
     return out
 
 @patch
-def smooth(self:LossHistory, weight:float=0.6, # smoothing weight in [0, 1)
+def smooth(self:LossHistory, alpha:float=0.6, # smoothing weight in [0, 1), as for `ema`
           ) -> LossHistory:
     "Every series of the history smoothed with `ema`."
-    ema(np.zeros(1), weight)  # checks the weight
-    return self._map(lambda s, v: (s, ema(v, weight)))
+    ema(np.zeros(1), alpha)  # checks the weight
+    return self._map(lambda s, v: (s, ema(v, alpha)))
 
-# %% ../nbs/05_monitoring.ipynb #d06d304d
+# %% ../nbs/05_monitoring.ipynb #c722062c
 PHASE_NAMES = ("sharp initial drop", "gradual stabilization", "convergence")
 
 def levels(values, # a finite series
@@ -318,7 +318,7 @@ def find_phases(history:LossHistory, # the run
         if abs(slope)*(end - s[i]) < band*drop: converged = int(s[i]); break
     return Phases(start, end, drop_end, converged, True)
 
-# %% ../nbs/05_monitoring.ipynb #7698d930
+# %% ../nbs/05_monitoring.ipynb #4f905b42
 LABELS = {"loss": "loss", "mean_token_accuracy": "token accuracy", "entropy": "entropy", "grad_norm": "gradient norm (before clipping)",
           "learning_rate": "learning rate", "num_tokens": "tokens seen"}
 UNITS = {"loss": "loss (nats per token)", "entropy": "entropy (nats)"}
@@ -347,7 +347,7 @@ class LossFigure(Figure):
     "A matplotlib Figure that shows itself as a PNG in a notebook without going through pyplot."
     def _repr_png_(self): return figure_png(self, dpi=96)
 
-# %% ../nbs/05_monitoring.ipynb #99ee83cb
+# %% ../nbs/05_monitoring.ipynb #f815a702
 def plot_loss(history:LossHistory, # the run to draw
               smoothing:float=0.0, # EMA weight in [0, 1) for the most frequently logged curve; raw curves stay faint behind
               metrics:tuple=("loss", "eval_loss"), # series to draw (training and/or validation)
@@ -394,7 +394,7 @@ def plot_loss(history:LossHistory, # the run to draw
     ax.grid(alpha=0.3)
     return fig
 
-# %% ../nbs/05_monitoring.ipynb #224b4f17
+# %% ../nbs/05_monitoring.ipynb #fb3d071d
 @dataclass
 class Thresholds:
     "Where `diagnose` draws its lines. Override any field: `diagnose(h, Thresholds(memorization_loss=0.1))`."
@@ -441,7 +441,7 @@ ADVICE = {
                           "Evaluate during training (`eval_strategy='steps'`, an `eval_dataset`) so that overfitting can be told apart."],
 }
 
-# %% ../nbs/05_monitoring.ipynb #eb9979d8
+# %% ../nbs/05_monitoring.ipynb #0624a74c
 PERCENT_KEYS = {"train_drop", "gap_ratio", "eval_rise", "train_drop_2nd_half", "eval_drop_2nd_half"}
 
 def _code(text:str) -> str: return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
@@ -482,7 +482,7 @@ class Diagnosis:
                 f"<p>{_code(self.reason)}{html.escape(self._phase)}</p><table>{ev}</table>"
                 f"<b>What to do</b><ul>{''.join(f'<li>{_code(a)}</li>' for a in self.advice)}</ul>")
 
-# %% ../nbs/05_monitoring.ipynb #5b41b528
+# %% ../nbs/05_monitoring.ipynb #57f967f6
 def _late_drop(steps, values, mid) -> float:
     "Relative drop, from step `mid` to the last step, of the least-squares line through the points after `mid`."
     m = steps >= mid
@@ -568,7 +568,7 @@ def diagnose(history:LossHistory, # the run (or a window of it: `history.between
         return verdict("overfitting", f"In the second half the training loss fell {late_t:.1%} but the validation loss only {late_e:.1%}.", ev)
     return verdict("healthy", f"The training loss fell {drop:.0%} and the validation loss follows it (gap {ev['gap_ratio']:+.0%} at the end).", ev)
 
-# %% ../nbs/05_monitoring.ipynb #39fc321b
+# %% ../nbs/05_monitoring.ipynb #8304d00b
 def _shell():
     "The running IPython shell's class name, or None outside IPython."
     try: from IPython import get_ipython
@@ -620,7 +620,7 @@ class LivePlotCallback(TrainerCallback):
         else:
             for handle, o in zip(self._handles, outs): handle.update(o)
 
-# %% ../nbs/05_monitoring.ipynb #c3be8f3e
+# %% ../nbs/05_monitoring.ipynb #4b9f99d0
 def _as_histories(histories) -> dict:
     "`{name: LossHistory}` from a history, trainer or output directory, or a list or dict of them."
     if histories is None: return {}
@@ -638,7 +638,7 @@ def _as_histories(histories) -> dict:
         out[key] = replace(h, name=key)
     return out
 
-# %% ../nbs/05_monitoring.ipynb #d97c611d
+# %% ../nbs/05_monitoring.ipynb #ecebe330
 class LossExplorer(widgets.VBox):
     "Choose a run and a metric, smooth, zoom: the plot and the diagnosis follow. `controls` holds the widgets by name."
     def __init__(self, histories=None, # runs: LossHistory, trainer or output dir, alone or in a list or dict
