@@ -32,7 +32,7 @@ def test_quick_start_has_exactly_two_commands():
     cmds = _quick_start()
     assert len(cmds) == 2 and all("\n" not in c for c in cmds)
     run, test = cmds
-    assert run.startswith("pip install torch==") and run.endswith("sft-course env")
+    assert run.startswith("pip install torch==") and run.endswith("sft-course train --quick")
     assert 'pip install -e ".[dev]"' in test and test.endswith("bash tools/test.sh")
 
 
