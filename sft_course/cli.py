@@ -7,7 +7,7 @@ Docs: https://sft-course.github.io/sft-course/cli.html.md"""
 # %% auto #0
 __all__ = ['write_run_report', 'build_parser', 'main']
 
-# %% ../nbs/07_cli.ipynb #60d32191
+# %% ../nbs/07_cli.ipynb #e3ad5131
 import argparse, json, sys
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +15,7 @@ from pathlib import Path
 from .environment import check_environment, recommended_profile
 from .errors import SFTCourseError
 
-# %% ../nbs/07_cli.ipynb #4aaaa875
+# %% ../nbs/07_cli.ipynb #0b8f229b
 def _cmd_env(args):
     env = check_environment(check_hub=not args.no_hub_check)
     if args.json: print(json.dumps({**asdict(env), "recommended_profile": recommended_profile(env),
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
     return p
 
-# %% ../nbs/07_cli.ipynb #174e5d45
+# %% ../nbs/07_cli.ipynb #c9681999
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         ) -> int:
     "Entry point of the `sft-course` console script."

@@ -6,15 +6,15 @@ Docs: https://sft-course.github.io/sft-course/environment.html.md"""
 
 # %% auto #0
 __all__ = ['LIBRARIES', 'HUB_HOST', 'PROFILE_NAMES', 'FULL_FT_MIN_VRAM_GB', 'hub_status', 'EnvReport', 'check_environment',
-           'recommended_profile']
+           'recommended_profile', 'can_run']
 
-# %% ../nbs/00_environment.ipynb #69a5a308
+# %% ../nbs/00_environment.ipynb #0e75e0d7
 import importlib.metadata, importlib.util, os, platform, socket, sys
 from dataclasses import dataclass, field
 
 import torch
 
-# %% ../nbs/00_environment.ipynb #d12c895e
+# %% ../nbs/00_environment.ipynb #911c2b79
 LIBRARIES = ("torch", "transformers", "trl", "datasets", "peft", "accelerate", "ipywidgets", "matplotlib")
 HUB_HOST = "huggingface.co"
 
@@ -34,7 +34,7 @@ def hub_status(check:bool=True, # open a connection to the Hub? (False: only rea
         with socket.create_connection((HUB_HOST, 443), timeout=timeout): return "reachable"
     except OSError: return "unreachable"
 
-# %% ../nbs/00_environment.ipynb #edbbf492
+# %% ../nbs/00_environment.ipynb #49cf6259
 def _ram_gb():
     try: return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError): return None
@@ -48,7 +48,7 @@ def _flash_attention():
     if importlib.util.find_spec("kernels") is not None: return "kernels-community/flash-attn"
     return None
 
-# %% ../nbs/00_environment.ipynb #626622ed
+# %% ../nbs/00_environment.ipynb #4b19530f
 @dataclass
 class EnvReport:
     "What this machine can do for fine-tuning: device, memory, number formats, attention kernels, Hub access."
@@ -129,7 +129,7 @@ class EnvReport:
         adv = "\n".join(f"- {a}" for a in self.advice)
         return f"{tbl}\n\n**Recommended profile: `{recommended_profile(self)}`**\n\n{adv}"
 
-# %% ../nbs/00_environment.ipynb #63caf409
+# %% ../nbs/00_environment.ipynb #de11e3fd
 def check_environment(check_hub:bool=True, # try to reach the Hub (skipped when HF_HUB_OFFLINE=1)
                      ) -> EnvReport:
     "Collect the facts about this machine that decide how to fine-tune on it."
@@ -146,7 +146,7 @@ def check_environment(check_hub:bool=True, # try to reach the Hub (skipped when 
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): r.device = "mps"
     return r
 
-# %% ../nbs/00_environment.ipynb #77aa8055
+# %% ../nbs/00_environment.ipynb #dc224f9e
 PROFILE_NAMES = ("cpu-quick", "colab-t4-lora", "gpu-full")
 FULL_FT_MIN_VRAM_GB = 40 # full fine-tuning of 1.78B params: ~28 GB of states plus activations and headroom
 
@@ -157,3 +157,16 @@ def recommended_profile(env:EnvReport|None=None, # a report; None checks this ma
     if env.device != "cuda": return "cpu-quick"
     if env.bf16_native and (env.vram_gb or 0) >= FULL_FT_MIN_VRAM_GB: return "gpu-full"
     return "colab-t4-lora"
+
+# %% ../nbs/00_environment.ipynb #b80fe862
+def can_run(gpu:bool=False, # the cell needs a CUDA GPU
+            hub:bool=False, # the cell downloads from the Hugging Face Hub
+            env:EnvReport|None=None, # a report (None: check this machine, without a network call)
+           ) -> bool:
+    "True if this machine has what a cell needs; otherwise print what is missing and return False."
+    env = env or check_environment(check_hub=False)
+    missing = (["a CUDA GPU"] if gpu and env.device != "cuda" else []) + \
+              (["the Hugging Face Hub (HF_HUB_OFFLINE is set)"] if hub and env.hub == "offline" else [])
+    if missing: print(f"Skipped here: this cell needs {' and '.join(missing)}. It runs in Colab on a T4; "
+                      "the cell beside it does the same offline.")
+    return not missing

@@ -8,7 +8,7 @@ Docs: https://sft-course.github.io/sft-course/training.html.md"""
 __all__ = ['MODEL_ID', 'DATASET_ID', 'OFFLINE', 'WATCH_PROMPTS', 'load_model_and_tokenizer', 'generate',
            'SampleGenerationsCallback', 'checkpoints', 'last_checkpoint', 'build_trainer', 'RunResult', 'run_example']
 
-# %% ../nbs/04_training.ipynb #49fb2c61
+# %% ../nbs/04_training.ipynb #6617aedf
 import json, resource, time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from .offline import offline_model_path, quiet_progress
 from .data import load_smoltalk, sample_dataset, validate
 from .config import DEEPSEEK_MODEL_ID, check_config, get_profile, lora_config, make_config
 
-# %% ../nbs/04_training.ipynb #df7d7652
+# %% ../nbs/04_training.ipynb #ef527f49
 MODEL_ID = DEEPSEEK_MODEL_ID # "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 DATASET_ID = "HuggingFaceTB/smoltalk"
 OFFLINE = "offline" # model id of the offline stand-in
@@ -36,7 +36,7 @@ def _model_path(model_id):
                              fix="Use model_id='offline' (the stand-in) or a local directory, or unset HF_HUB_OFFLINE.")
     return model_id
 
-# %% ../nbs/04_training.ipynb #7e3f96ca
+# %% ../nbs/04_training.ipynb #6fea1224
 def load_model_and_tokenizer(model_id:str=MODEL_ID, # Hub id, local directory, or 'offline' for the stand-in
                              profile:str="auto", # profile deciding dtype and attention ('auto': this machine's)
                              lora=None, # None: plain model; True, a dict or a peft LoraConfig: wrap it with LoRA adapters now
@@ -62,7 +62,7 @@ def load_model_and_tokenizer(model_id:str=MODEL_ID, # Hub id, local directory, o
         model = get_peft_model(model, cfg)
     return model, tokenizer
 
-# %% ../nbs/04_training.ipynb #e88d6144
+# %% ../nbs/04_training.ipynb #12735495
 def generate(model, tokenizer,
              messages, # a list of {role, content} dicts, or one user message as a string
              max_new_tokens:int=128, # upper bound on the answer's length
@@ -77,7 +77,7 @@ def generate(model, tokenizer,
     with torch.no_grad(): out = model.generate(**inputs, **{**kw, **generate_kwargs})
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
-# %% ../nbs/04_training.ipynb #131147f1
+# %% ../nbs/04_training.ipynb #699e5d34
 class SampleGenerationsCallback(TrainerCallback):
     "At each evaluation, generate answers for fixed prompts and record them with the step (table + samples.jsonl)."
     def __init__(self,
@@ -118,7 +118,7 @@ class SampleGenerationsCallback(TrainerCallback):
             rows.append(f"| {step} | " + " | ".join(esc(by.get(p, "")) for p in prompts) + " |")
         return "\n".join(rows)
 
-# %% ../nbs/04_training.ipynb #93952f3d
+# %% ../nbs/04_training.ipynb #bdea073e
 def checkpoints(output_dir) -> list:
     "Complete checkpoints in `output_dir` (those with trainer_state.json), oldest first."
     d = Path(output_dir)
@@ -131,7 +131,7 @@ def last_checkpoint(output_dir):
     cks = checkpoints(output_dir)
     return cks[-1] if cks else None
 
-# %% ../nbs/04_training.ipynb #a981738d
+# %% ../nbs/04_training.ipynb #976a06f5
 _SOFT_PROBLEMS = {"too_long", "duplicate"} # rows SFTTrainer still trains on: reported, not fatal (unless every row is too long)
 
 def _check_data(dataset, tokenizer, max_length, name):
@@ -150,7 +150,7 @@ def _check_data(dataset, tokenizer, max_length, name):
                                   fix="Raise max_length (see report.plot_lengths()) or shorten the conversations.")
     return report
 
-# %% ../nbs/04_training.ipynb #e8477b9f
+# %% ../nbs/04_training.ipynb #044d67aa
 def build_trainer(model, tokenizer, train_dataset,
                   eval_dataset=None, # None: no evaluation (then eval_strategy must be 'no')
                   args:SFTConfig|None=None, # None: make_config('auto')
@@ -172,7 +172,7 @@ def build_trainer(model, tokenizer, train_dataset,
     trainer.data_report, trainer.config_issues = report, issues
     return trainer
 
-# %% ../nbs/04_training.ipynb #901bf340
+# %% ../nbs/04_training.ipynb #034373ad
 WATCH_PROMPTS = ["What is the capital of Japan?", "What is 12 plus 30?", "Define the term 'epoch'."]
 
 @dataclass
@@ -204,7 +204,7 @@ def _summary(trainer, profile, model_id, resumed_from, runtime):
                 first_eval_loss=evals[0]["eval_loss"] if evals else None, final_eval_loss=evals[-1]["eval_loss"] if evals else None,
                 runtime_s=round(runtime, 1), peak_memory_gb=round(_peak_memory_gb(), 3))
 
-# %% ../nbs/04_training.ipynb #4071abc9
+# %% ../nbs/04_training.ipynb #aa09b7b3
 def run_example(profile:str="auto", # a PROFILES name, or 'auto' for this machine's
                 model_id:str=MODEL_ID, # Hub id, local directory or 'offline'
                 dataset=None, # a DatasetDict with 'train' (and 'test'); None: smoltalk (or the samples when quick)
