@@ -35,6 +35,9 @@ class Lab:
         docmanager = self.dir/".lab-settings"/"@jupyterlab"/"docmanager-extension"
         docmanager.mkdir(parents=True, exist_ok=True)
         (docmanager/"plugin.jupyterlab-settings").write_text('{"autoStartDefaultKernel": true}')
+        tracker = self.dir/".lab-settings"/"@jupyterlab"/"notebook-extension"
+        tracker.mkdir(parents=True, exist_ok=True)  # keep every cell in the page: no virtual scrolling
+        (tracker/"tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
         (self.dir/".lab-workspaces").mkdir(exist_ok=True)
         env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(self.dir/".lab-settings"), "HF_HUB_OFFLINE": "1",
                "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -54,7 +57,9 @@ class Lab:
     @property
     def base(self): return f"http://127.0.0.1:{self.port}"
 
-    def url(self, notebook): return f"{self.base}/lab/tree/{notebook}?token={self.token}"
+    def url(self, notebook):
+        "The notebook in a workspace of its own (reset), so tabs from earlier tests are not restored."
+        return f"{self.base}/lab/workspaces/{Path(notebook).stem}/tree/{notebook}?reset&token={self.token}"
 
     def close(self):
         self.proc.terminate()
@@ -66,23 +71,33 @@ class Lab:
 def open_notebook(page, lab:Lab, notebook:str, timeout=180_000):
     "Open `notebook` in JupyterLab and wait until its kernel is idle."
     page.goto(lab.url(notebook))
-    page.wait_for_selector(".jp-Notebook", timeout=timeout)
+    page.wait_for_selector(".jp-Notebook:visible", timeout=timeout)
     select = page.locator(".jp-Dialog").get_by_role("button", name="Select")
     deadline = time.time() + timeout/1000
     while time.time() < deadline: # the kernel starts on its own; accept the kernel dialog if JupyterLab still asks
         if select.count(): select.first.click()
-        status = page.locator(".jp-Notebook-ExecutionIndicator").first
+        status = page.locator(".jp-Notebook-ExecutionIndicator:visible").first
         if status.count() and status.get_attribute("data-status") == "idle" and \
-           "No Kernel" not in page.locator(".jp-KernelName").first.inner_text(): return
+           "No Kernel" not in page.locator(".jp-KernelName:visible").first.inner_text(): return
         time.sleep(0.5)
     raise TimeoutError(f"the kernel of {notebook} did not become idle")
 
 
-def run_all(page):
-    "Run > Run All Cells, through the menu bar as a learner would."
-    page.locator(".jp-Notebook").first.click()
+def run_all(page, timeout=600):
+    "Run > Run All Cells, through the menu bar as a learner would, and wait until every cell has run."
+    page.locator(".jp-Notebook:visible").first.click()
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    deadline, quiet = time.time() + timeout, 0
+    while time.time() < deadline:
+        busy = page.locator(".jp-InputPrompt", has_text="[*]").count() or \
+               page.locator(".jp-Notebook-ExecutionIndicator:visible").first.get_attribute("data-status") != "idle"
+        quiet = 0 if busy else quiet + 1
+        if quiet >= 4: break
+        time.sleep(0.5)
+    else: raise TimeoutError(f"the notebook was still running after {timeout} s")
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", has_text="Traceback")
+    assert not errors.count(), errors.first.inner_text()[-2000:]
 
 
 def drag_slider(page, slider, fraction:float):
