@@ -1,4 +1,4 @@
-"""Run the course's main jobs from a shell: check the machine now, train the worked example once chapter 4 lands.
+"""Run the course's main jobs from a shell: check the machine, and train the worked example with its loss curve, diagnosis, samples and summary written to disk.
 
 Docs: https://sft-course.github.io/sft-course/cli.html.md"""
 

@@ -100,6 +100,16 @@ def run_all(page, timeout=600):
     assert not errors.count(), errors.first.inner_text()[-2000:]
 
 
+def run_notebook(page, lab:Lab, notebook:str, selector:str, timeout=300_000):
+    "Open `notebook`, run all its cells, and return the first element matching `selector` once it is there."
+    open_notebook(page, lab, notebook)
+    run_all(page)
+    el = page.locator(selector).first
+    el.wait_for(timeout=timeout)
+    el.scroll_into_view_if_needed()
+    return el
+
+
 def drag_slider(page, slider, fraction:float):
     "Drag the handle of an ipywidgets slider (`slider` locates its widget) to `fraction` of the track."
     slider.scroll_into_view_if_needed()

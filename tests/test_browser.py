@@ -4,7 +4,7 @@ Select these alone with `pytest -m browser`. Screenshots are saved in test-artif
 """
 import pytest
 
-from browser import CHROMIUM_FLAGS, Lab, chromium_path, drag_slider, open_notebook, run_all, shot
+from browser import CHROMIUM_FLAGS, Lab, chromium_path, drag_slider, run_notebook, shot
 
 pytestmark = pytest.mark.browser
 
@@ -35,10 +35,7 @@ def page(browser):
 
 def test_assessment_widget_responds_to_a_click(lab, page):
     "Chapter 1: ticking a box in the assessment widget changes the verdict shown."
-    open_notebook(page, lab, "01_when_to_use_sft.ipynb")
-    run_all(page)
-    result = page.locator(".sft-assessment-result").first
-    result.wait_for(timeout=180_000)
+    result = run_notebook(page, lab, "01_when_to_use_sft.ipynb", ".sft-assessment-result")
     before = result.inner_text()
     assert "SFT not needed" in before or "not needed" in before.lower(), before
     widget = page.locator(".widget-vbox", has=result).first
@@ -51,10 +48,7 @@ def test_assessment_widget_responds_to_a_click(lab, page):
 
 def test_config_explorer_updates_plan_and_memory(lab, page):
     "Chapter 3: choosing another profile in the config explorer re-renders the plan, issues and memory estimate."
-    open_notebook(page, lab, "03_sft_config.ipynb")
-    run_all(page)
-    result = page.locator(".sft-config-explorer-result").first
-    result.wait_for(timeout=300_000)
+    result = run_notebook(page, lab, "03_sft_config.ipynb", ".sft-config-explorer-result")
     before = result.inner_text()
     explorer = page.locator(".widget-vbox", has=result).first
     profile = explorer.locator("select").first
@@ -71,11 +65,7 @@ def _src(img): return img.get_attribute("src") or ""
 
 def test_loss_explorer_slider_and_run_change_plot_and_diagnosis(lab, page):
     "Chapter 5: dragging the smoothing slider and picking another run redraw the plot and update the diagnosis."
-    open_notebook(page, lab, "05_monitoring.ipynb")
-    run_all(page)
-    explorer = page.locator(".sft-loss-explorer").first
-    explorer.wait_for(timeout=300_000)
-    explorer.scroll_into_view_if_needed()
+    explorer = run_notebook(page, lab, "05_monitoring.ipynb", ".sft-loss-explorer")
     plot, diagnosis = explorer.locator(".sft-loss-plot").first, explorer.locator(".sft-diagnosis").first
     plot.wait_for(timeout=60_000)
     shot(explorer, "loss_explorer_before.png")
