@@ -47,7 +47,7 @@ def _cmd_train(args):
     s = result.summary
     if s["resumed_from"]: print(f"resumed from {s['resumed_from']}")
     paths = write_run_report(result)
-    print(f"trained {s['steps']} steps in {s['runtime_s']:.0f}s: train loss {s['first_train_loss']:.2f} -> {s['final_train_loss']:.2f}, "
+    print(f"trained {s['steps'] - s['start_step']} steps in {s['runtime_s']:.0f}s ({s['steps']}/{s['max_steps']} in all): train loss {s['first_train_loss']:.2f} -> {s['final_train_loss']:.2f}, "
           f"eval loss {s['first_eval_loss']:.2f} -> {s['final_eval_loss']:.2f}; diagnosis: {s['diagnosis']}")
     for k, v in paths.items(): print(f"{k:>10}: {v}")
     return 0

@@ -99,7 +99,7 @@ def offline_model_path(seed:int=0, # seed for the tokenizer-independent random w
         model = Qwen2ForCausalLM(cfg)
         model.generation_config.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                        pad_token_id=tok.eos_token_id)
-        model.save_pretrained(tmp)
+        with quiet_progress(): model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if rebuild and dest.exists(): shutil.rmtree(dest)
         try: tmp.rename(dest)

@@ -10,11 +10,12 @@ __all__ = ['MODEL_ID', 'DATASET_ID', 'OFFLINE', 'WATCH_PROMPTS', 'load_model_and
 
 # %% ../nbs/04_training.ipynb #6617aedf
 import json, resource, time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from .errors import *
@@ -197,8 +198,9 @@ def _summary(trainer, profile, model_id, resumed_from, runtime):
     logs = trainer.state.log_history
     train = [r for r in logs if "loss" in r]
     evals = [r for r in logs if "eval_loss" in r]
+    start = int(resumed_from.split("-")[-1]) if resumed_from else 0
     return dict(profile=profile, model=model_id, device=str(trainer.args.device), resumed_from=resumed_from,
-                steps=trainer.state.global_step, max_steps=trainer.state.max_steps,
+                start_step=start, steps=trainer.state.global_step, max_steps=trainer.state.max_steps,
                 tokens=int(trainer.state.num_input_tokens_seen or (train[-1].get("num_tokens", 0) if train else 0)),
                 first_train_loss=train[0]["loss"] if train else None, final_train_loss=train[-1]["loss"] if train else None,
                 first_eval_loss=evals[0]["eval_loss"] if evals else None, final_eval_loss=evals[-1]["eval_loss"] if evals else None,
@@ -231,8 +233,10 @@ def run_example(profile:str="auto", # a PROFILES name, or 'auto' for this machin
     samples = SampleGenerationsCallback(WATCH_PROMPTS)
     trainer = build_trainer(model, tokenizer, dataset["train"], dataset.get("test"), args,
                             callbacks=[samples] + list(callbacks or []), peft_config=lora_config(profile))
+    if args.disable_tqdm: trainer.remove_callback(PrinterCallback) # quiet means quiet: the logs stay in log_history
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    with quiet_progress() if args.disable_tqdm else nullcontext():
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
     with quiet_progress(): trainer.save_model(str(out/"final"))
     tokenizer.save_pretrained(out/"final")
     summary = _summary(trainer, profile, model_id, last.name if last else None, time.time() - t0)
