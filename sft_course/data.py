@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict
 
+from .environment import env_flag
 from .errors import *
 from .offline import sample_conversations
 
@@ -715,7 +716,6 @@ SMOLTALK_CONFIGS = {
     "systemchats-30k": "conversations that follow a system prompt, from SystemChats",
 }
 
-def _flag(name): return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 def load_smoltalk(config:str="everyday-conversations", # one of `SMOLTALK_CONFIGS` (smoltalk has no default)
                   split:str="train", # 'train' or 'test'
@@ -727,7 +727,7 @@ def load_smoltalk(config:str="everyday-conversations", # one of `SMOLTALK_CONFIG
         raise ConfigError(f"smoltalk has no config called {config!r}.", where="load_smoltalk(config=...)",
                           fix=f"Use one of: {', '.join(SMOLTALK_CONFIGS)}.")
     from datasets import load_dataset
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if _flag(v)]
+    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if env_flag(v)]
     spec = split if n is None or streaming else f"{split}[:{n}]"
     try:
         ds = load_dataset(SMOLTALK_ID, config, split=spec, streaming=streaming)
