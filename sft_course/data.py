@@ -22,7 +22,7 @@ from datasets import Dataset, DatasetDict
 
 from .environment import env_flag
 from .errors import *
-from .offline import sample_conversations
+from .offline import DATASET_ID, sample_conversations
 
 # %% ../nbs/02_dataset_preparation.ipynb #6ad11da5
 def sample_dataset() -> DatasetDict:
@@ -698,7 +698,7 @@ def validate(dataset, # a conversational `Dataset` (or a list of row dicts) with
     return DataReport(issues, summary, lengths, max_length)
 
 # %% ../nbs/02_dataset_preparation.ipynb #5bc9f777
-SMOLTALK_ID = "HuggingFaceTB/smoltalk"
+SMOLTALK_ID = DATASET_ID # "HuggingFaceTB/smoltalk", defined once in `sft_course.offline`
 SMOLTALK_CONFIGS = {
     "all": "every subset below, mixed: about a million conversations",
     "smol-magpie-ultra": "the core and the largest subset: multi-turn conversations generated with the Magpie method",

@@ -49,7 +49,7 @@ def test_simulated_t4(monkeypatch, no_network):
 
 
 @pytest.mark.parametrize("cc,vram,profile", [((8, 0), 79.2, "gpu-full"), ((9, 0), 79.6, "gpu-full"),
-                                             ((8, 9), 22.5, "colab-t4-lora"), ((7, 0), 32.0, "colab-t4-lora")])
+                                             ((8, 9), 22.5, "gpu-lora"), ((7, 0), 32.0, "colab-t4-lora")])
 def test_profile_rule(cc, vram, profile):
     env = EnvReport(python="3", platform="x", versions={}, device="cuda", compute_capability=cc, vram_gb=vram,
                     bf16_native=cc >= (8, 0))

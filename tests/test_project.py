@@ -43,10 +43,13 @@ def test_ci_runs_the_readme_test_command():
     assert "HF_HUB_OFFLINE=1" in ci and "HF_DATASETS_OFFLINE=1" in ci
 
 
-def test_sidebar_lists_every_notebook_in_order():
+def test_sidebar_lists_every_notebook_once_in_order():
+    "Home page first; every notebook in exactly one section; lessons (and each other section) in file-name order."
     listed = nbsync.chapters()
     on_disk = sorted(p.name for p in (ROOT/"nbs").glob("*.ipynb") if p.name != "index.ipynb")
-    assert listed == on_disk
+    assert sorted(listed) == on_disk and len(listed) == len(set(listed))
+    for names in nbsync.sections().values(): assert names == sorted(names)
+    assert nbsync.lessons()[0] == "00_environment.ipynb"
     assert (ROOT/"nbs"/"sidebar.yml").read_text().splitlines()[3].strip() == "- index.ipynb"
 
 

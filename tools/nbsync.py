@@ -40,10 +40,24 @@ def setup_cell(info=None):
             f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"{info['name']}[colab] @ git+{info['git_url']}\"], check=True)")
 
 
+def sections():
+    """{section title: notebook names} from nbs/sidebar.yml: 'Chapters' (the lessons), 'How it works' (their companion
+    notebooks, which hold the implementation), 'Appendix'."""
+    import yaml
+    out = {}
+    for item in yaml.safe_load((NBS/"sidebar.yml").read_text())["website"]["sidebar"]["contents"]:
+        if isinstance(item, dict): out[item["section"]] = list(item.get("contents") or [])
+    return out
+
+
 def chapters():
-    "Notebook names in sidebar order, index excluded."
-    names = re.findall(r"^\s*-\s*(\S+\.ipynb)\s*$", (NBS/"sidebar.yml").read_text(), re.M)
-    return [n for n in names if n != "index.ipynb"]
+    "Every notebook name in sidebar order, index excluded."
+    return [n for names in sections().values() for n in names]
+
+
+def lessons():
+    "The lesson notebooks (the sidebar's 'Chapters' section), in order."
+    return sections()["Chapters"]
 
 
 def title_and_summary(nb):
@@ -62,7 +76,7 @@ def doc_page(name):
 def chapter_map(info=None):
     info = info or project()
     rows = ["| chapter | what you learn | open |", "|---|---|---|"]
-    for name in chapters():
+    for name in lessons():
         title, summary = title_and_summary(nbformat.read(NBS/name, as_version=4))
         colab = f"https://colab.research.google.com/github/{info['user']}/{info['repo']}/blob/main/nbs/{name}"
         badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})"
