@@ -45,7 +45,7 @@ class LossMask:
             else: out.append((state, piece))
         return out
 
-# %% ../nbs/02b_loss_mask.ipynb #df3ea147
+# %% ../nbs/02b_loss_mask.ipynb #f494e31c
 _SHOW = {"trained": "<mark>«{}»</mark>", "cut": "<del>✂{}</del>", "plain": "{}"}
 
 @patch_to(LossMask)
@@ -53,8 +53,8 @@ def _repr_markdown_(self):
     body = "".join(_SHOW[state].format(escape(text).replace("\n", "↵\n")) for state, text in self.runs())
     legend = ("Trained tokens are <mark>highlighted</mark> and between « »; ↵ is a newline"
               + ("; text after ✂ is cut by `max_length`." if "✂" in body else "."))
-    notes = "".join(f"\n- {escape(n)}" for n in self.notes)
-    return f"**{escape(self._header())}**\n\n{legend}\n\n<pre>{body}</pre>\n{notes}"
+    notes = "".join(f"\n- {escape(n, quote=False)}" for n in self.notes)
+    return f"**{escape(self._header(), quote=False)}**\n\n{legend}\n\n<pre>{body}</pre>\n{notes}"
 
 @patch_to(LossMask)
 def __str__(self):

@@ -8,7 +8,7 @@ Docs: https://sft-course.github.io/sft-course/parity.html.md"""
 __all__ = ['PARITY_KINDS', 'EMPTY_REASONING', 'ParityIssue', 'ParityReport', 'template_parity', 'has_reasoning',
            'add_empty_reasoning']
 
-# %% ../nbs/02c_parity.ipynb #243fc36b
+# %% ../nbs/02c_parity.ipynb #649f4ba7
 from collections import Counter
 from dataclasses import dataclass
 from html import escape
@@ -17,8 +17,8 @@ from fastcore.basics import patch_to
 
 from .display import md_table
 from .errors import *
-from .formats import _short, check_tokenizer, map_messages, training_template
-from .validation import UNRENDERABLE, check_row, renders_empty, rows_of
+from .formats import _short, check_tokenizer, map_messages, renders_empty, training_template
+from .validation import UNRENDERABLE, check_row, rows_of
 
 # %% ../nbs/02c_parity.ipynb #b8dd771d
 PARITY_KINDS = {
@@ -149,7 +149,7 @@ class ParityReport:
         s = self.summary
         return f"ParityReport(rows={s['rows']}, answers={s['answers']}, in_parity={s['answers_in_parity']}, problems={dict(self.counts)})"
 
-# %% ../nbs/02c_parity.ipynb #f4bff322
+# %% ../nbs/02c_parity.ipynb #c44d34fe
 def _end_token_line(s) -> str:
     if s.get("collator_rows", 0) == 0: return ""
     pad = (f"pad = eos: `{s['eos_token']}` also pads the batches. " if s["pad_is_eos"] else "")
@@ -166,9 +166,10 @@ def _repr_markdown_(self):
     if self.issues:
         md += ["", md_table(["kind", "answers", "what happens", "fix"],
                             [(k, c, PARITY_KINDS[k][0], PARITY_KINDS[k][1]) for k, c in self.counts.items()])]
-        first = list({i.kind: i for i in reversed(self.issues)}.values())[::-1]
+        first = {}
+        for i in self.issues: first.setdefault(i.kind, i)
         md += ["", "First answer of each kind:", "",
-               md_table(["row", "answer", "kind", "detail"], [(i.row, f"messages[{i.turn}]", i.kind, escape(i.detail, quote=False)) for i in first])]
+               md_table(["row", "answer", "kind", "detail"], [(i.row, f"messages[{i.turn}]", i.kind, escape(i.detail, quote=False)) for i in first.values()])]
     line = _end_token_line(s)
     return "\n".join(md + (["", line] if line else []))
 
