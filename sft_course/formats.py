@@ -6,7 +6,8 @@ Docs: https://sft-course.github.io/sft-course/formats.html.md"""
 
 # %% auto #0
 __all__ = ['SCHEMAS', 'PAIR_COLUMNS', 'SHAREGPT_ROLES', 'as_text', 'renders_empty', 'to_messages', 'map_messages',
-           'fold_system_prompt', 'detect_schema', 'standardize', 'check_tokenizer', 'training_template']
+           'fold_system_prompt', 'detect_schema', 'standardize', 'check_positive_int', 'check_tokenizer',
+           'training_template']
 
 # %% ../nbs/02a_formats.ipynb #534f04c7
 import math, numbers, unicodedata
@@ -34,10 +35,11 @@ def as_text(value, # a cell or an argument that should hold text
                              fix="Make it one string first (join a list of parts, pick the field of a dict you mean), "
                                  "or drop the row.")
 
-# %% ../nbs/02a_formats.ipynb #2efec772
+# %% ../nbs/02a_formats.ipynb #d8355c54
 def renders_empty(text:str, # the content of a turn
                  ) -> bool:
     "True when every character of `text` is whitespace, a format character (zero-width space...) or a control character."
+    if text[:1].isalnum(): return False  # the common case, decided by the first character
     return all(ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc") for ch in text)
 
 # %% ../nbs/02a_formats.ipynb #bebdf75b
@@ -271,6 +273,17 @@ def standardize(dataset, # a `Dataset` or `DatasetDict` (or a list of row dicts,
         kept = [c for c in out.column_names if c != "messages"]
         print(f"standardize: found {what}; {len(out):,} rows -> `messages`" + (f"; kept {kept}" if kept else ""))
     return out
+
+# %% ../nbs/02a_formats.ipynb #ccf23d96
+def check_positive_int(value, # what was passed
+                       name:str, # the argument's name
+                       where:str, # the call it was passed to, e.g. "validate(max_length=...)"
+                       allow_none:bool=False, # None is allowed too (no limit)
+                      ):
+    "Raise `ConfigError` unless `value` is a whole number of at least 1 (or None, when allowed)."
+    if (value is None and allow_none) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1): return
+    raise ConfigError(f"{name}={_short(value)} is not a positive whole number.", where=where,
+                      fix=f"Pass a whole number of at least 1{' (or None)' if allow_none else ''}.")
 
 # %% ../nbs/02a_formats.ipynb #fc309d25
 def check_tokenizer(tokenizer, # what was passed as the tokenizer

@@ -7,14 +7,14 @@ Docs: https://sft-course.github.io/sft-course/loss_mask.html.md"""
 # %% auto #0
 __all__ = ['LossMask', 'show_loss_mask']
 
-# %% ../nbs/02b_loss_mask.ipynb #281bd4b8
+# %% ../nbs/02b_loss_mask.ipynb #0b5b6c44
 from dataclasses import dataclass, field
 from html import escape
 
 from fastcore.basics import patch_to
 
 from .errors import *
-from .formats import _short, as_text, check_tokenizer, training_template
+from .formats import _short, as_text, check_positive_int, check_tokenizer, training_template
 from .validation import UNRENDERABLE, check_row
 
 # %% ../nbs/02b_loss_mask.ipynb #7833d6fc
@@ -143,7 +143,7 @@ def _mask_prompt_completion(ex, tokenizer, template, assistant_only_loss, comple
     kind = f"{'conversational ' if conversational else ''}prompt-completion, completion_only_loss={completion_only}"
     return text, enc, trained, kind, notes
 
-# %% ../nbs/02b_loss_mask.ipynb #e698ae5e
+# %% ../nbs/02b_loss_mask.ipynb #5023dd66
 _MASKERS = {"prompt": _mask_prompt_completion, "messages": _mask_messages, "text": _mask_text}
 
 def show_loss_mask(example, # a row: `messages`, `prompt` + `completion` (strings or turns), or `text`; or a list of turns
@@ -155,9 +155,7 @@ def show_loss_mask(example, # a row: `messages`, `prompt` + `completion` (string
     "Tokenize `example` the way SFTTrainer does and show which tokens carry loss."
     from trl.data_utils import is_conversational
     check_tokenizer(tokenizer)
-    if max_length is not None and not (isinstance(max_length, int) and not isinstance(max_length, bool) and max_length > 0):
-        raise ConfigError(f"max_length={_short(max_length)} is not a positive whole number.", where="show_loss_mask(max_length=...)",
-                          fix="Pass the SFTConfig.max_length you train with, or None.")
+    check_positive_int(max_length, "max_length", "show_loss_mask(max_length=...)", allow_none=True)
     ex, notes = _checked_example(example)
     conversational = is_conversational(ex)
     if assistant_only_loss and not conversational:

@@ -8,7 +8,7 @@ Docs: https://sft-course.github.io/sft-course/parity.html.md"""
 __all__ = ['PARITY_KINDS', 'EMPTY_REASONING', 'ParityIssue', 'ParityReport', 'template_parity', 'has_reasoning',
            'add_empty_reasoning']
 
-# %% ../nbs/02c_parity.ipynb #649f4ba7
+# %% ../nbs/02c_parity.ipynb #a7a2bf29
 from collections import Counter
 from dataclasses import dataclass
 from html import escape
@@ -17,7 +17,7 @@ from fastcore.basics import patch_to
 
 from .display import md_table
 from .errors import *
-from .formats import _short, check_tokenizer, map_messages, renders_empty, training_template
+from .formats import _short, check_positive_int, check_tokenizer, map_messages, renders_empty, training_template
 from .validation import UNRENDERABLE, check_row, rows_of
 
 # %% ../nbs/02c_parity.ipynb #b8dd771d
@@ -173,7 +173,7 @@ def _repr_markdown_(self):
     line = _end_token_line(s)
     return "\n".join(md + (["", line] if line else []))
 
-# %% ../nbs/02c_parity.ipynb #5a1462f0
+# %% ../nbs/02c_parity.ipynb #ddea6e40
 def template_parity(dataset, # a conversational `Dataset` or list of rows
                     tokenizer, # the model's tokenizer: its own template is what generation renders
                     max_length:int|None=1024, # SFTConfig.max_length (None: no truncation check)
@@ -185,9 +185,8 @@ def template_parity(dataset, # a conversational `Dataset` or list of rows
     from trl.chat_template_utils import has_generation_markers
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
     check_tokenizer(tokenizer)
-    if max_length is not None and not (isinstance(max_length, int) and not isinstance(max_length, bool) and max_length > 0):
-        raise ConfigError(f"max_length={_short(max_length)} is not a positive whole number.", where="template_parity(max_length=...)",
-                          fix="Pass the SFTConfig.max_length you train with, or None.")
+    check_positive_int(max_length, "max_length", "template_parity(max_length=...)", allow_none=True)
+    check_positive_int(collator_rows, "collator_rows", "template_parity(collator_rows=...)")
     rows = rows_of(dataset)
     template = training_template(tokenizer, assistant_only_loss)
     masks = has_generation_markers(template or tokenizer.chat_template)

@@ -8,7 +8,7 @@ Docs: https://sft-course.github.io/sft-course/validation.html.md"""
 __all__ = ['ROLES', 'PROBLEMS', 'UNRENDERABLE', 'MALFORMED', 'NEXT_ROLES', 'DataIssue', 'check_row', 'duplicate_issues',
            'rows_of', 'DataReport', 'validate']
 
-# %% ../nbs/02d_validation.ipynb #e1f135ac
+# %% ../nbs/02d_validation.ipynb #887b476d
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,9 +20,9 @@ from fastcore.basics import patch_to
 
 from .display import code_span, md_table
 from .errors import *
-from .formats import _short, check_tokenizer, renders_empty, training_template
+from .formats import _short, check_positive_int, check_tokenizer, renders_empty, training_template
 
-# %% ../nbs/02d_validation.ipynb #e3a186b1
+# %% ../nbs/02d_validation.ipynb #4aa78efc
 ROLES = ("system", "user", "assistant", "tool") # the roles DeepSeek-R1-Distill's template renders
 
 PROBLEMS = {
@@ -34,7 +34,7 @@ PROBLEMS = {
     "non_string_content": "Content must be text: convert numbers with str(), join lists of parts into one string.",
     "tool_calls_not_rendered": "DeepSeek-R1-Distill's template does not render structured `tool_calls`: next to content it "
                                "drops them silently, and with content None it fails (transformers drops None keys). Write "
-                               "the call into the assistant's content as text, as smoltalk's apigen-80k does, or drop the row.",
+                               "the call into the assistant's content as text (e.g. <tool_call>{...}</tool_call>), or drop the row.",
     "empty_content": "An empty turn teaches the model to say nothing (or to expect nothing): fill it in or drop the row.",
     "invisible_content": "The turn renders as nothing: it holds only invisible characters (zero-width spaces U+200B/U+200C/"
                          "U+200D, word joiner U+2060, byte-order mark U+FEFF), usually left by a copy-paste or an export. "
@@ -71,7 +71,7 @@ def _invisible_names(text):
     names = dict.fromkeys(f"U+{ord(ch):04X} {unicodedata.name(ch, '')}".strip() for ch in text if not ch.isspace())
     return ", ".join(names)
 
-# %% ../nbs/02d_validation.ipynb #3e2226f4
+# %% ../nbs/02d_validation.ipynb #79e47538
 def _type_name(v): return "None" if v is None else type(v).__name__
 
 def _message_problems(m, k:int) -> list:
@@ -86,7 +86,7 @@ def _message_problems(m, k:int) -> list:
     if not isinstance(role, str) or role not in ROLES:
         out.append(("unknown_role", k, f"has role {_short(role)}; expected one of {', '.join(ROLES)}"))
     if not isinstance(content, str): out.append(("non_string_content", k, f"has content of type {_type_name(content)}, not a string"))
-    elif not content.strip(): out.append(("empty_content", k, f"({role}) is empty or only whitespace"))
+    elif not content or content.isspace(): out.append(("empty_content", k, f"({role}) is empty or only whitespace"))
     elif renders_empty(content):
         out.append(("invisible_content", k, f"({role}) renders empty: it holds only invisible characters ({_invisible_names(content)})"))
     return out
@@ -364,19 +364,14 @@ def _token_pass(rows, renderable, tokenizer, max_length, assistant_only_loss, ba
         summary["share_truncated"] = float(len(long) / len(done)) if len(done) else 0.0
     return lengths, issues, summary
 
-# %% ../nbs/02d_validation.ipynb #2b579240
-def _positive_int(value, name, allow_none=False):
-    if (value is None and allow_none) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1): return
-    raise ConfigError(f"{name}={_short(value)} is not a positive whole number.", where=f"validate({name}=...)",
-                      fix=f"Pass a whole number of at least 1{' (or None)' if allow_none else ''}.")
-
+# %% ../nbs/02d_validation.ipynb #8deadcc6
 def _turn_stats(rows, issues) -> dict|None:
     missing = {i.row for i in issues if i.kind == "missing_messages"}
     n = np.array([len(r["messages"]) for k, r in enumerate(rows) if k not in missing])
     if not len(n): return None
     return {"min": int(n.min()), "median": float(np.median(n)), "max": int(n.max()), "mean": float(n.mean())}
 
-# %% ../nbs/02d_validation.ipynb #b055b0cf
+# %% ../nbs/02d_validation.ipynb #1fabc1f4
 def validate(dataset, # a conversational `Dataset` (or a list of row dicts) with a `messages` column
              tokenizer=None, # the model's tokenizer: adds token lengths, truncation and the assistant share
              max_length:int|None=1024, # SFTConfig.max_length: longer rows are cut by SFTTrainer
@@ -386,7 +381,9 @@ def validate(dataset, # a conversational `Dataset` (or a list of row dicts) with
              seed:int=0, # seed for that sample
             ) -> DataReport:
     "Check every row of a conversational dataset without crashing on any of them; returns a `DataReport`."
-    _positive_int(max_length, "max_length", allow_none=True); _positive_int(batch_size, "batch_size"); _positive_int(sample_size, "sample_size")
+    check_positive_int(max_length, "max_length", "validate(max_length=...)", allow_none=True)
+    check_positive_int(batch_size, "batch_size", "validate(batch_size=...)")
+    check_positive_int(sample_size, "sample_size", "validate(sample_size=...)")
     rows = rows_of(dataset)
     issues = [issue for i, r in enumerate(rows) for issue in check_row(r, i)]
     kinds = {}
