@@ -74,14 +74,14 @@ def main(argv=None):
     rec = dict(profile=p.name, device=torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
                tiny=a.tiny, attn_implementation=attn, steps=a.steps, per_device_train_batch_size=args.per_device_train_batch_size,
                max_length=L, packing=bool(args.packing), checkpointing=bool(args.activation_checkpointing),
-               estimate_total_gb=round(est.total_gb, 2), estimate_without_overhead_gb=round(est.total_gb - est.overhead_gb, 2),
-               estimate_states_gb=round(est.states_gb, 2), estimate_activations_gb=round(est.activations_gb, 2),
-               peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2) if device == "cuda" else None,
-               peak_reserved_gb=round(torch.cuda.max_memory_reserved() / 1e9, 2) if device == "cuda" else None,
+               estimate_total_gib=round(est.total_gib, 2), estimate_without_overhead_gib=round(est.total_gib - est.overhead_gib, 2),
+               estimate_states_gib=round(est.states_gib, 2), estimate_activations_gib=round(est.activations_gib, 2),
+               peak_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
+               peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2) if device == "cuda" else None,
                seconds=round(seconds, 1), versions={m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "peft")})
     with open(a.out, "a") as f: f.write(json.dumps(rec) + "\n")
     print(f"| {rec['profile']} | {rec['device']} | {rec['attn_implementation']} | {rec['per_device_train_batch_size']}×{L} | "
-          f"{rec['estimate_without_overhead_gb']} | {rec['peak_allocated_gb']} | {rec['peak_reserved_gb']} |")
+          f"{rec['estimate_without_overhead_gib']} | {rec['peak_allocated_gib']} | {rec['peak_reserved_gib']} |")
     return rec
 
 
