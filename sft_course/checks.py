@@ -402,7 +402,9 @@ def check_config(args, # an SFTConfig (or TrainingArguments), or a dict of SFTCo
     bad = [ConfigIssue("error", e.where, e.what, e.fix, "bad-value") for e in bad_values(args if explicit is not None else a)]
     if bad: return ConfigIssues(bad + issues)
     try: p = plan(a, train_size) if (train_size or a.max_steps > 0) else None
-    except SFTCourseError: p = None
+    except SFTCourseError as e: # a run plan() refuses (over MAX_PLAN_STEPS, no full batch): say so, and skip the rules that need steps
+        p = None
+        issues.append(ConfigIssue("warning", e.where or "max_steps", e.what, e.fix or "", "no-plan"))
     env = (env or check_environment(check_hub=False)) if hardware else None
     ctx = SimpleNamespace(train_size=train_size, has_eval_dataset=has_eval_dataset, env=env,
                           attn_implementation=attn_implementation, lora=lora, plan=p, explicit=explicit)

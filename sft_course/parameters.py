@@ -10,7 +10,7 @@ __all__ = ['GROUPS', 'PARAMETERS', 'RENAMED', 'VALUE_RULES', 'trl_default', 'tra
            'Explanation', 'explain', 'padding_share', 'bad_values']
 
 # %% ../nbs/03b_parameters.ipynb #8cb4e376
-import dataclasses, difflib, enum, math, tempfile, types, typing, warnings
+import dataclasses, difflib, enum, math, numbers, tempfile, types, typing, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -333,7 +333,7 @@ def padding_share(lengths:list, # token length of every training row
     return 1 - real / padded
 
 # %% ../nbs/03b_parameters.ipynb #a9ba250e
-def _whole(v): return isinstance(v, int) or (isinstance(v, float) and v == int(v))
+def _whole(v): return isinstance(v, numbers.Integral) or (isinstance(v, float) and v == int(v))
 
 def _steps(v): return v > 0 and (v <= 1 or _whole(v)) # transformers: a fraction of the run, or a whole number of steps
 
@@ -373,9 +373,9 @@ def _type_problem(name, v):
         return None if _val(v) in allowed else f"it must be one of {', '.join(map(repr, allowed))}"
     if bool in kinds: return None if isinstance(v, bool) else "it must be True or False"
     if int in kinds and float not in kinds:
-        return None if isinstance(v, int) and not isinstance(v, bool) else "it must be a whole number"
+        return None if isinstance(v, numbers.Integral) and not isinstance(v, bool) else "it must be a whole number"
     if float in kinds:
-        if isinstance(v, bool) or not isinstance(v, (int, float)): return "it must be a number"
+        if isinstance(v, bool) or not isinstance(v, numbers.Real): return "it must be a number"
         return None if math.isfinite(v) else "it must be a finite number"
     if str in kinds and kinds <= {str, type(None)}: return None if isinstance(v, str) else "it must be a string"
     return None # lists, dicts and other structured fields: TRL checks them

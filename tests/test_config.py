@@ -192,6 +192,7 @@ CASES = {
                                    (dict(BASE, padding_free=True, max_length=None), dict(attn_implementation="flash_attention_2"))),
     "unknown-argument": ((dict(BASE, max_seq_length=512), {}), (dict(BASE, max_length=512), {})),
     "bad-value": ((dict(BASE, learning_rate=0), {}), (dict(BASE, learning_rate=1e-4), {})),
+    "no-plan": ((dict(_without(BASE, "num_train_epochs"), max_steps=100_000_000_000), {}), (dict(_without(BASE, "num_train_epochs"), max_steps=1000), {})),
 }
 
 
@@ -205,7 +206,7 @@ def _run(case, envs):
 
 
 def test_every_rule_has_a_case():
-    assert set(CASES) == set(CHECKS) | {"unknown-argument", "bad-value"}
+    assert set(CASES) == set(CHECKS) | {"unknown-argument", "bad-value", "no-plan"}
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))
