@@ -15,7 +15,9 @@ def test_config_explorer_updates_plan_and_memory(lab, page):
     profile = explorer.locator("select").first
     assert profile.input_value() == "cpu-quick"
     profile.select_option("gpu-full")
-    page.wait_for_function("([el, t]) => el.innerText !== t", arg=[result.element_handle(), before], timeout=60_000)
+    # the Output is cleared, then refilled: wait for the new profile's issues and the redrawn schedule
+    page.wait_for_function("([el, t]) => el.innerText !== t && el.innerText.includes('A100') && el.querySelector('img')",
+                           arg=[result.element_handle(), before], timeout=60_000)
     after = result.inner_text()
     assert after != before and "GiB" in after and "A100" in after, after  # issues checked for the A100 gpu-full is made for
     assert explorer.locator(".sft-config-explorer-result img").count() == 1  # the learning-rate schedule, redrawn
