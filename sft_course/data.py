@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict
+from datasets import config as datasets_config
 
-from .environment import env_flag
 from .errors import *
 from .offline import DATASET_ID, sample_conversations
 
@@ -727,7 +727,7 @@ def load_smoltalk(config:str="everyday-conversations", # one of `SMOLTALK_CONFIG
         raise ConfigError(f"smoltalk has no config called {config!r}.", where="load_smoltalk(config=...)",
                           fix=f"Use one of: {', '.join(SMOLTALK_CONFIGS)}.")
     from datasets import load_dataset
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if env_flag(v)]
+    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if v in os.environ] if datasets_config.HF_HUB_OFFLINE else [] # datasets read the variables when it was imported
     spec = split if n is None or streaming else f"{split}[:{n}]"
     try:
         ds = load_dataset(SMOLTALK_ID, config, split=spec, streaming=streaming)
