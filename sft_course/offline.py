@@ -7,7 +7,7 @@ Docs: https://sft-course.github.io/sft-course/offline.html.md"""
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'ROLE_AND_THINK_TOKENS', 'MODEL_ID', 'DATASET_ID', 'OFFLINE', 'BUILD', 'sample_conversations',
            'deepseek_chat_template', 'build_tokenizer', 'tiny_qwen2_config', 'offline_model_path',
-           'offline_model_and_tokenizer']
+           'offline_model_and_tokenizer', 'deepseek_tokenizer', 'local_hub', 'LocalHub', 'quiet_progress']
 
 # %% ../nbs/00a_offline.ipynb #3b1f6b42
 import json, os, shutil, tempfile
@@ -19,6 +19,7 @@ import torch
 
 from .errors import SFTCourseError
 from .replica import LocalHub, cache_root, cached_build, deepseek_tokenizer, local_hub, quiet_progress
+_all_ = ["deepseek_tokenizer", "local_hub", "LocalHub", "quiet_progress"] # built in the companion notebook, part of this chapter's API
 
 # %% ../nbs/00a_offline.ipynb #c6a635bc
 SPECIAL_TOKENS = {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>",
