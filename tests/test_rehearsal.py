@@ -26,20 +26,20 @@ def test_counts_ran_and_skipped_cells(demo_run):
     # the two that pass: the first notest cell, and the one after a failing notest cell (cells after a failure still
     # run); the cell after the last notest cell is not needed, so it does not run
     failed = [l for l in lines if l.startswith("rehearsal: failed tests/rehearsal/runner_demo.ipynb")]
-    assert [l.split(" [")[0].split()[-1] for l in failed] == ["5"]
+    assert [l.split(" [")[0].split()[-1] for l in failed] == ["6"]
     assert not any("does not run" in l for l in lines)
 
 
 def test_a_skip_is_reported_with_its_reason(demo_run):
     _, lines = demo_run
-    assert "rehearsal: skipped tests/rehearsal/runner_demo.ipynb cell 3 [cell04]: skip (needs a dataset that exists " \
+    assert "rehearsal: skipped tests/rehearsal/runner_demo.ipynb cell 4 [cell04]: skip (needs a dataset that exists " \
            "only on the Hub)" in lines
     assert not any("a skipped cell must not run" in l for l in lines)
 
 
 def test_a_dry_run_records_the_push_and_counts_as_skipped(demo_run):
     _, lines = demo_run
-    dry = [l for l in lines if l.startswith("rehearsal: skipped tests/rehearsal/runner_demo.ipynb cell 4 [cell05]")]
+    dry = [l for l in lines if l.startswith("rehearsal: skipped tests/rehearsal/runner_demo.ipynb cell 5 [cell05]")]
     assert len(dry) == 1
     assert "dry-run (pushing needs write access to the Hub); checked: PreTrainedConfig.push_to_hub('someone/demo-config'): " \
            "repo id, save_pretrained wrote 1 files" in dry[0]
@@ -50,12 +50,12 @@ def test_a_dry_run_records_the_push_and_counts_as_skipped(demo_run):
 def test_refusals_fail_their_cells(demo_run):
     _, lines = demo_run
     failed = dict(m.groups() for l in lines if (m := re.fullmatch(r"rehearsal: failed (.+?\]): (.*)", l)))
-    assert "invalid repo_id 'not a valid repo id!'" in failed["tests/rehearsal/refusals.ipynb cell 0 [cell01]"]
-    assert failed["tests/rehearsal/refusals.ipynb cell 1 [cell02]"] == "marked dry-run, but it made no Hub-writing call"
-    assert "NetworkBlocked" in failed["tests/rehearsal/refusals.ipynb cell 2 [cell03]"]
-    assert "Unreadable rehearsal marker" in failed["tests/rehearsal/refusals.ipynb cell 3 [cell04]"]
-    assert failed["tests/rehearsal/refusals.ipynb cell 5 [cell06]"] == "setup cell 4 failed: RuntimeError: setup broke"
-    assert failed["tests/rehearsal/runner_demo.ipynb cell 5 [cell06]"] == "ValueError: boom: this notest cell fails"
+    assert "invalid repo_id 'not a valid repo id!'" in failed["tests/rehearsal/refusals.ipynb cell 1 [cell01]"]
+    assert failed["tests/rehearsal/refusals.ipynb cell 2 [cell02]"] == "marked dry-run, but it made no Hub-writing call"
+    assert "NetworkBlocked" in failed["tests/rehearsal/refusals.ipynb cell 3 [cell03]"]
+    assert "Unreadable rehearsal marker" in failed["tests/rehearsal/refusals.ipynb cell 4 [cell04]"]
+    assert failed["tests/rehearsal/refusals.ipynb cell 6 [cell06]"] == "setup cell 5 [cell05] failed: RuntimeError: setup broke"
+    assert failed["tests/rehearsal/runner_demo.ipynb cell 6 [cell06]"] == "ValueError: boom: this notest cell fails"
     text = "\n".join(lines)  # a failing cell's item shows the cell's source and traceback
     assert "raise ValueError('boom: this notest cell fails')\n--- traceback ---" in text
 
@@ -112,4 +112,4 @@ def test_rehearse_sh_runs_the_plugin_over_notebooks():
                         "--collect-only", "tests/rehearsal/runner_demo.ipynb"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
     items = [l for l in p.stdout.splitlines() if "::cell" in l]
-    assert items == [f"tests/rehearsal/runner_demo.ipynb::cell {i} [cell{i + 1:02d}]" for i in (1, 3, 4, 5, 7)], p.stdout
+    assert items == [f"tests/rehearsal/runner_demo.ipynb::cell {i} [cell{i:02d}]" for i in (2, 4, 5, 6, 8)], p.stdout

@@ -238,8 +238,7 @@ class NotebookRun:
         self.shell.run(cell.source, timeout=self.timeout)
         if self.shell.exc is not None:
             e, self.shell.exc = self.shell.exc, None
-            raise CellFailed(f"{self.path.name} cell {i} [{cell.get('id', '?')}]", cell.source, "".join(format_exc(e)),
-                             one_line(e))
+            raise CellFailed(f"{self.path.name} {cell_name(cell)}", cell.source, "".join(format_exc(e)), one_line(e))
 
     def run_setup_until(self, i:int):
         "Run the cells before notest cell `i` that have not run yet (notest cells run only as their own items)."
@@ -249,9 +248,9 @@ class NotebookRun:
             if self.cells[j].is_notest: continue
             try: self.run_cell(j)
             except CellFailed as e:
-                if self.keep_going: self.setup_failures.append((j, self.cells[j].get("id", "?"), e.cause)); continue
-                self.broken = CellFailed(f"setup cell {e.where} failed, so the notebook stopped there", e.source, e.tb,
-                                         f"setup cell {j} failed: {e.cause}")
+                if self.keep_going: self.setup_failures.append((cell_name(self.cells[j]), e.cause)); continue
+                self.broken = CellFailed(f"setup {e.where} failed, so the notebook stopped there", e.source, e.tb,
+                                         f"setup {cell_name(self.cells[j])} failed: {e.cause}")
                 raise self.broken from None
         self.next = i + 1
 
@@ -264,6 +263,11 @@ class NotebookRun:
         if self._tmp: self._tmp.cleanup(); self._tmp = None
         os.environ.pop("IN_TEST", None)
         gc.collect()
+
+
+def cell_name(cell) -> str:
+    "How reports name a cell: its position in the notebook (counting every cell, from 0) and its id."
+    return f"cell {cell.idx_} [{cell.get('id', '?')}]"
 
 
 def notebook_cells(path:Path) -> list:
@@ -285,7 +289,7 @@ class NotebookFile(pytest.File):
         run = NotebookRun(self.path, cells, keep_going=self.config.getoption("rehearsal_keep_going"))
         for i, c in enumerate(cells):
             if c.is_notest:
-                yield NotestCell.from_parent(self, name=f"cell {i} [{c.get('id', '?')}]", run=run, index=i)
+                yield NotestCell.from_parent(self, name=cell_name(c), run=run, index=i)
 
 
 class NotestCell(pytest.Item):
@@ -377,8 +381,8 @@ def pytest_sessionfinish(session):
     for item in session.items:
         if isinstance(item, NotestCell): item.run.close()
     session.config.stash[REPORT_KEY]["setup_failures"] = [
-        (run, j, cid, cause) for run in dict.fromkeys(i.run for i in session.items if isinstance(i, NotestCell))
-        for j, cid, cause in run.setup_failures]
+        (run, name, cause) for run in dict.fromkeys(i.run for i in session.items if isinstance(i, NotestCell))
+        for name, cause in run.setup_failures]
 
 
 def _where(item): return f"{item.path.relative_to(item.config.rootpath) if item.path.is_relative_to(item.config.rootpath) else item.path} {item.name}"
@@ -389,8 +393,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     yield
     r = config.stash[REPORT_KEY]
     tr = terminalreporter
-    for run, j, cid, cause in r.get("setup_failures", []):
-        tr.write_line(f"rehearsal: setup cell failed {run.path.relative_to(config.rootpath)} cell {j} [{cid}]: {cause}")
+    for run, name, cause in r.get("setup_failures", []):
+        tr.write_line(f"rehearsal: setup cell failed {run.path.relative_to(config.rootpath)} {name}: {cause}")
     for item, cause in r["failed"]: tr.write_line(f"rehearsal: failed {_where(item)}: {cause}")
     for item, reason in r["skipped"]: tr.write_line(f"rehearsal: skipped {_where(item)}: {reason}")
     tr.write_line(f"rehearsal: {len(r['ran'])} notest cells ran, {len(r['skipped'])} skipped")
