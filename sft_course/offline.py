@@ -1,4 +1,4 @@
-"""A tiny Qwen2 with DeepSeek-R1-Distill's tokens and real chat template, built locally in seconds, so every chapter runs on a CPU with no network.
+"""A tiny Qwen2 with DeepSeek-R1-Distill's tokens and real chat template, built locally in seconds so every chapter runs on a CPU with no network; beside it, DeepSeek's exact tokenizer rebuilt offline and a local Hub replica of the real model and dataset.
 
 Docs: https://sft-course.github.io/sft-course/offline.html.md"""
 
@@ -6,18 +6,20 @@ Docs: https://sft-course.github.io/sft-course/offline.html.md"""
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'ROLE_AND_THINK_TOKENS', 'MODEL_ID', 'DATASET_ID', 'OFFLINE', 'BUILD', 'sample_conversations',
-           'deepseek_chat_template', 'build_tokenizer', 'tiny_qwen2_config', 'offline_model_path', 'quiet_progress',
-           'offline_model_and_tokenizer']
+           'deepseek_chat_template', 'build_tokenizer', 'tiny_qwen2_config', 'offline_model_path',
+           'offline_model_and_tokenizer', 'deepseek_tokenizer', 'local_hub', 'LocalHub', 'quiet_progress']
 
 # %% ../nbs/00a_offline.ipynb #3b1f6b42
 import json, os, shutil, tempfile
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from importlib.resources import files
 
 import torch
 
 from .errors import SFTCourseError
+from .replica import LocalHub, cache_root, cached_build, deepseek_tokenizer, local_hub, quiet_progress
+_all_ = ["deepseek_tokenizer", "local_hub", "LocalHub", "quiet_progress"] # built in the companion notebook, part of this chapter's API
 
 # %% ../nbs/00a_offline.ipynb #c6a635bc
 SPECIAL_TOKENS = {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>",
@@ -82,47 +84,26 @@ def tiny_qwen2_config(vocab_size:int, # the tokenizer's vocabulary size
 # %% ../nbs/00a_offline.ipynb #8a51829e
 BUILD = 2 # bump when the stand-in's recipe changes, so stale caches are not reused
 
-def _cache_root():
-    return Path(os.environ.get("SFT_COURSE_CACHE") or Path.home()/".cache"/"sft-course")
+def _build_offline_model(folder:Path, seed:int):
+    "Write the stand-in's model and tokenizer into `folder`."
+    from transformers import Qwen2ForCausalLM
+    tok = build_tokenizer()
+    cfg = tiny_qwen2_config(len(tok), tok.bos_token_id, tok.eos_token_id)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                   pad_token_id=tok.eos_token_id)
+    with quiet_progress(): model.save_pretrained(folder)
+    tok.save_pretrained(folder)
 
 def offline_model_path(seed:int=0, # seed for the tokenizer-independent random weights
                        cache_dir:str|Path|None=None, # where to keep it (default: $SFT_COURSE_CACHE or ~/.cache/sft-course)
                        rebuild:bool=False, # build again even if cached
                       ) -> Path:
-    "Directory holding the offline stand-in model and tokenizer, built on first use; usable as a model id."
+    "Directory holding the offline stand-in model and tokenizer, built on first use and checked on every use."
     from sft_course import __version__
-    from transformers import Qwen2ForCausalLM
-    root = Path(cache_dir) if cache_dir else _cache_root()
-    dest = root/f"offline-qwen2-v{__version__}-b{BUILD}-seed{seed}"
-    if (dest/"config.json").exists() and not rebuild: return dest
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
-    try:
-        tok = build_tokenizer()
-        cfg = tiny_qwen2_config(len(tok), tok.bos_token_id, tok.eos_token_id)
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(cfg)
-        model.generation_config.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                       pad_token_id=tok.eos_token_id)
-        with quiet_progress(): model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if rebuild and dest.exists(): shutil.rmtree(dest)
-        try: tmp.rename(dest)
-        except OSError: pass # another process finished first: keep theirs
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-# %% ../nbs/00a_offline.ipynb #04f4efd6
-@contextmanager
-def quiet_progress():
-    "Silence transformers' progress bars inside the block, then restore the previous setting."
-    from transformers.utils import logging as hf_logging
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try: yield
-    finally:
-        if was_on: hf_logging.enable_progress_bar()
+    dest = (Path(cache_dir) if cache_dir else cache_root())/f"offline-qwen2-v{__version__}-b{BUILD}-seed{seed}"
+    return cached_build(dest, partial(_build_offline_model, seed=seed), "offline stand-in model", rebuild)
 
 # %% ../nbs/00a_offline.ipynb #5867c7bd
 def offline_model_and_tokenizer(seed:int=0, # seed for the random weights
