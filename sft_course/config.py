@@ -64,6 +64,7 @@ class Profile:
     attn_implementation:str="sdpa" # transformers' attention kernel, e.g. 'sdpa' or 'flash_attention_2'
     model:str=OFFLINE # OFFLINE (the stand-in) or a Hub model id
     generation:dict=field(default_factory=lambda: dict(GREEDY_SHORT)) # `generate` keyword arguments for samples during training
+    rehearsal:bool=False # True: the CPU stand-in for a GPU profile that `get_profile` returns during a rehearsal
 
     def _repr_markdown_(self):
         kv = lambda d: ", ".join(f"{k}={v!r}" for k, v in d.items())
@@ -123,7 +124,9 @@ def lora_config(profile:"str|Profile", # a profile or its name
     return LoraConfig(**p.lora) if p.lora else None
 
 # %% ../nbs/03_sft_config.ipynb #62fec2ec
-REHEARSAL_SWAP = dict(args=dict(use_cpu=True, fp16=False, bf16=False, max_steps=2, dataloader_pin_memory=False),
+REHEARSAL_SWAP = dict(args=dict(use_cpu=True, fp16=False, bf16=False, dataloader_pin_memory=False, # no CUDA, no half precision
+                                max_steps=2, per_device_train_batch_size=1, per_device_eval_batch_size=1, # CPU time: a few
+                                gradient_accumulation_steps=1, max_length=256), # seconds a step with a 151,936-token vocabulary
                       drop=("packing", "packing_strategy", "num_train_epochs"), # no FlashAttention; steps replace epochs
                       torch_dtype="float32", attn_implementation="sdpa", generation=dict(max_new_tokens=64))
 
@@ -133,7 +136,7 @@ def rehearsal_profile(p:Profile, # a GPU profile
     s = REHEARSAL_SWAP
     return replace(p, args={k: v for k, v in p.args.items() if k not in s["drop"]} | s["args"], torch_dtype=s["torch_dtype"],
                    attn_implementation=s["attn_implementation"], generation=p.generation | s["generation"],
-                   description=p.description + " [rehearsal: CPU swap applied]")
+                   description=p.description + " [rehearsal: CPU swap applied]", rehearsal=True)
 
 # %% ../nbs/03_sft_config.ipynb #ddc4a8d0
 def _library_error(e:Exception, profile:Profile) -> SFTCourseError:
@@ -157,6 +160,8 @@ def make_config(profile:"str|Profile"="auto", # a PROFILES name, a Profile, or '
     for k in overrides:
         if k not in _fields() or (k in RENAMED and RENAMED[k].accepted): raise _unknown_error(k, f"make_config({p.name!r}, {k}=...)")
     kwargs = {"report_to": default_report_to(), **p.args, "output_dir": f"runs/{p.name}", **overrides}
+    if p.rehearsal: # the swap wins over a cell's own max_steps or batch size: a rehearsal must stay short on a CPU
+        kwargs = {k: v for k, v in kwargs.items() if k not in REHEARSAL_SWAP["drop"]} | REHEARSAL_SWAP["args"]
     for e in bad_values(kwargs): raise e
     if "num_train_epochs" in overrides and overrides.get("max_steps", -1) > 0:
         raise ConfigError(f"num_train_epochs={overrides['num_train_epochs']} and max_steps={overrides['max_steps']} both set the "
@@ -190,7 +195,7 @@ def target_env(profile:"str|Profile", # a profile or its name
                base:EnvReport|None=None, # report to start from (None: this machine's)
               ) -> EnvReport:
     "The `EnvReport` of the machine `profile` is made for (a CPU laptop, a Colab T4, an L4, an A100)."
-    p = get_profile(profile)
+    p = profile if isinstance(profile, Profile) else PROFILES.get(profile) or get_profile(profile)
     return replace(base or check_environment(check_hub=False), **TARGET_MACHINES.get(p.name, {}))
 
 def check_profile(profile:"str|Profile", # a profile or its name
@@ -199,7 +204,7 @@ def check_profile(profile:"str|Profile", # a profile or its name
                   **overrides, # SFTConfig arguments that replace the profile's
                  ) -> ConfigIssues:
     "`check_config` for a profile with overrides, on the machine it is made for, knowing its LoRA and attention choices."
-    p = get_profile(profile)
+    p = profile if isinstance(profile, Profile) else PROFILES.get(profile) or get_profile(profile) # as made, never swapped
     # the stand-in is not pretrained: neither learning-rate range applies, so `lora` stays unknown for it
     return check_config({**p.args, **overrides}, train_size=n_train, has_eval_dataset=True, env=env or target_env(p),
                         attn_implementation=p.attn_implementation, lora=None if p.model == OFFLINE else p.lora is not None)
