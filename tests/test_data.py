@@ -1,4 +1,4 @@
-"Chapter 2 (data): converters, every validation problem, malformed rows, cleaning, loss masks against SFTTrainer, smoltalk offline."
+"Chapter 2 (data): converters, every validation problem, malformed rows (and random ones: hypothesis), cleaning, loss masks against SFTTrainer, train/inference parity on DeepSeek's template, smoltalk offline."
 import random
 
 import numpy as np
@@ -6,9 +6,13 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sft_course.data import (PROBLEMS, SCHEMAS, DataIssue, DataReport, detect_schema, load_smoltalk, sample_dataset,
-                             show_loss_mask, standardize, to_messages, validate)
-from sft_course.errors import ConfigError, DatasetFormatError, DataValidationError, HubAccessError
+from hypothesis import HealthCheck, given, settings, strategies as st
+from trl.chat_template_utils import get_training_chat_template
+
+from sft_course.data import (EMPTY_REASONING, PROBLEMS, SCHEMAS, DataIssue, DataReport, add_empty_reasoning, check_row,
+                             detect_schema, fold_system_prompt, load_smoltalk, sample_dataset, show_loss_mask, standardize,
+                             template_parity, to_messages, validate)
+from sft_course.errors import ConfigError, DatasetFormatError, DataValidationError, HubAccessError, SFTCourseError
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,10 @@ def test_to_messages_places_system_context_and_metadata():
     assert row == {"messages": turns(("system", "Sys."), ("user", "Q?\n\nDoc."), ("assistant", "A.")), "id": 3, "lang": "en"}
     assert to_messages("Q?", "A.", context=" \n") == {"messages": turns(("user", "Q?"), ("assistant", "A."))}
     assert to_messages("Q?", None)["messages"][1] == {"role": "assistant", "content": None}  # kept for validate to flag
+    assert to_messages("2+2?", 4)["messages"][1]["content"] == "4"
     with pytest.raises(DatasetFormatError): to_messages("Q?", "A.", metadata={"messages": []})
+    with pytest.raises(DatasetFormatError, match="to_messages.prompt"): to_messages(["a", "b"], "A.")
+    with pytest.raises(DatasetFormatError, match="metadata must be a dict"): to_messages("Q?", "A.", metadata=[1])
 
 
 def test_standardize_pairs_with_configured_columns_keeps_metadata(capsys):
@@ -113,10 +120,18 @@ BAD = {
                     {"messages": [{"role": "user", "content": "Hi"}, {"role": None, "content": None}]},
                     {"messages": [{}, {"role": "assistant", "content": "A"}]}],
     "unknown_role": [{"messages": turns(("human", "Hi"), ("gpt", "Hello"))},
-                     {"messages": turns(("user", "Hi"), ("tool", "x"), ("assistant", "A"))},
+                     {"messages": turns(("user", "Hi"), ("function", "x"), ("assistant", "A"))},
                      {"messages": [{"role": 1, "content": "Hi"}, {"role": "assistant", "content": "A"}]}],
     "empty_content": [{"messages": turns(("user", "Hi"), ("assistant", ""))},
                       {"messages": turns(("user", " \n\t"), ("assistant", "A"))}],
+    "invisible_content": [{"messages": turns(("user", "Hi"), ("assistant", "\u200b"))},
+                          {"messages": turns(("user", "\u200c\u200d \u2060"), ("assistant", "A"))},
+                          {"messages": turns(("user", "Hi"), ("assistant", "\ufeff\n"))}],
+    "tool_out_of_order": [{"messages": turns(("user", "Weather?"), ("tool", "19 C"), ("assistant", "19 C."))},
+                          {"messages": turns(("user", "Weather?"), ("assistant", "<tool_call>w</tool_call>"), ("tool", "19 C"),
+                                             ("user", "And?"), ("assistant", "19 C."))}],
+    "tool_calls_not_rendered": [{"messages": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": None,
+                                 "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}]}]}],
     "non_string_content": [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": 4}]},
                            {"messages": [{"role": "user", "content": ["a", "b"]}, {"role": "assistant", "content": "A"}]},
                            {"messages": [{"role": "user", "content": {"text": "x"}}, {"role": "assistant", "content": "A"}]}],
@@ -143,12 +158,13 @@ def storable(row):
 @pytest.mark.parametrize("kind,row", CASES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(CASES)])
 def test_each_problem_is_found_alone(kind, row):
     report = validate([GOOD, row])
+    assert report.issues[0].problem and report.issues[0].kind in PROBLEMS
     assert [(i.row, i.kind) for i in report.issues] == [(1, kind)], report.issues
     issue = report.issues[0]
     assert issue.problem and issue.hint == PROBLEMS[kind] and issue.field.startswith("messages")
-    if storable(row):  # the vectorised Arrow path agrees with the Python one
-        arrow = validate(Dataset.from_list([GOOD, row]))
-        assert [(i.row, i.kind, i.field, i.problem) for i in arrow.issues] == [(i.row, i.kind, i.field, i.problem) for i in report.issues]
+    if storable(row):  # a Dataset of the same rows gives the same report
+        as_dataset = validate(Dataset.from_list([GOOD, row]))
+        assert [(i.row, i.kind, i.field, i.problem) for i in as_dataset.issues] == [(i.row, i.kind, i.field, i.problem) for i in report.issues]
 
 
 def test_too_long_needs_a_tokenizer(tok):
@@ -209,7 +225,16 @@ def test_fuzzed_rows_never_crash(tok):
     assert again.ok
 
 
-def test_arrow_path_follows_indices_and_chunks():
+def test_valid_tool_turns_are_not_problems(tok):
+    chat = turns(("user", "Weather in Lima?"), ("assistant", '<tool_call>{"name": "w"}</tool_call>'), ("tool", "19 C"),
+                 ("tool", "humid"), ("assistant", "19 C and humid."), ("user", "Thanks!"), ("assistant", "You're welcome."))
+    report = validate([GOOD, {"messages": chat}], tok)
+    assert report.ok, report.issues
+    text = tok.apply_chat_template(chat, tokenize=False)
+    assert "<｜tool▁output▁begin｜>19 C<｜tool▁output▁end｜>" in text and "<｜tool▁outputs▁end｜>19 C and humid." in text
+
+
+def test_dataset_follows_indices_and_chunks():
     ds = sample_dataset()["train"]
     picked = ds.select([3, 0, 3, 1])  # an indices mapping over the Arrow table
     report = validate(picked)
@@ -217,6 +242,31 @@ def test_arrow_path_follows_indices_and_chunks():
     from datasets import concatenate_datasets
     two_chunks = concatenate_datasets([ds.select(range(5)), ds.select(range(2))])
     assert [i.row for i in validate(two_chunks).issues] == [5, 6]
+
+
+def test_known_crashes_are_clear_errors_or_issues(tok):
+    "The crashes listed in issue #16: each is now an issue or an SFTCourseError."
+    numbers = Dataset.from_list([{"messages": [{"role": "user", "content": 2}, {"role": "assistant", "content": 4}]}] * 3)
+    assert [i.kind for i in validate(numbers, tok).issues] == ["non_string_content"] * 3  # was an IndexError
+    nones = Dataset.from_list([{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": None}]}] * 3)
+    assert [i.kind for i in validate(nones, tok).issues] == ["missing_key"] * 3
+    with pytest.raises(DataValidationError, match="no rows"): validate([])  # was "ok", then StopIteration in TRL
+    with pytest.raises(DataValidationError, match="StopIteration"): validate(sample_dataset()["test"].select([]))
+    with pytest.raises(DatasetFormatError, match="row 1, column 'answer'"):  # was the text "['a', 'b']" in the data
+        standardize([{"question": "Q", "answer": "A"}, {"question": "Q2", "answer": ["a", "b"]}], verbose=False)
+    with pytest.raises(DatasetFormatError, match="column 'output'"):
+        standardize([{"instruction": "Q", "output": {"text": "A"}}], verbose=False)
+    with pytest.raises(DatasetFormatError, match="needs the columns"):  # the wrong columns: was a KeyError
+        standardize(Dataset.from_dict({"question": ["Q"], "answer": ["A"]}), schema="sharegpt")
+    with pytest.raises(DatasetFormatError, match="not a list of turns"):
+        standardize([{"conversations": "Hi there"}], verbose=False)
+    with pytest.raises(DatasetFormatError, match="not a string"):  # was a TypeError from Jinja
+        show_loss_mask({"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "A"}]}, tok)
+    with pytest.raises(DatasetFormatError, match="empty list"): show_loss_mask({"messages": []}, tok)  # was an IndexError
+    with pytest.raises(DatasetFormatError, match="None"): show_loss_mask({"text": None}, tok)
+    mask = show_loss_mask(turns(("user", "Hi"), ("assistant", "")), tok)  # empty content renders, with a note
+    assert any("empty_content" in n for n in mask.notes)
+    assert show_loss_mask({"prompt": "2+2=", "completion": 4}, tok).n_trained > 0  # was an AttributeError
 
 
 def test_no_messages_column_is_a_format_error():
@@ -238,6 +288,8 @@ def test_summary_and_display(tok):
     assert s["problems"] == {"too_long": s["truncated_rows"]} and not report.ok and not report.all_too_long
     md = report._repr_markdown_()
     assert "| rows |" in md and "too_long" in md and "max_length=96" in md
+    bad = validate([GOOD, {"messages": [{"role": "us|er", "content": "a"}, {"role": "assistant", "content": "b"}]}])
+    assert "us\\|er" in bad._repr_markdown_()  # a | in a problem cannot break the table
     fig = report.plot_lengths()
     ax = fig.axes[0]
     assert ax.get_title() and ax.get_xlabel() == "tokens" and ax.get_ylabel() == "conversations"
@@ -344,8 +396,9 @@ def test_show_loss_mask_displays(tok):
     default, aol = show_loss_mask(row, tok), show_loss_mask(row, tok, assistant_only_loss=True)
     assert default.n_trained == len(default.input_ids) and "17*3 = 51\n</think>" not in "".join(default.pieces)
     assert "17*3 = 51\n</think>" in "".join(aol.pieces) and 0 < aol.n_trained < len(aol.input_ids)
-    html, text = aol._repr_html_(), str(aol)
-    assert 'class="sft-trained"' in html and "background:" in html and "&lt;｜Assistant｜&gt;" in html
+    md, text = aol._repr_markdown_(), str(aol)
+    assert "<mark>«&lt;｜Assistant｜&gt;" in md and "style=" not in md and "<pre>" in md  # visible on GitHub: no inline styles
+    assert not hasattr(aol, "_repr_html_")
     assert text.splitlines()[0].startswith(f"{aol.n_trained} of {len(aol.input_ids)} tokens carry loss")
     assert "«<｜Assistant｜><think>" in text and text.rstrip().endswith("<｜end▁of▁sentence｜>»")
     assert show_loss_mask(row["messages"], tok).input_ids == default.input_ids  # a bare list of turns works too
@@ -374,3 +427,177 @@ def test_load_smoltalk_offline_is_a_clear_error(monkeypatch):
 
 def test_load_smoltalk_unknown_config():
     with pytest.raises(ConfigError, match="smol-magpie-ultra"): load_smoltalk("default")
+
+
+# ---------------------------------------------------------------- train/inference parity, on DeepSeek's template
+
+def test_parity_think_prefill_on_deepseek_template(tok):
+    from sft_course.offline import deepseek_chat_template
+    assert tok.chat_template == deepseek_chat_template()  # the stand-in carries DeepSeek-R1-Distill's own template
+    row = to_messages("Capital of France?", "Paris.")
+    report = template_parity([row], tok)
+    assert [(i.row, i.turn, i.kind) for i in report.issues] == [(0, 1, "prefill")]
+    assert "<think>\\n" in report.issues[0].detail and not report.ok
+    fixed = add_empty_reasoning([row])
+    assert fixed[0]["messages"][1]["content"] == EMPTY_REASONING + "Paris." == "<think>\n</think>\n\nParis."
+    assert template_parity(fixed, tok).ok
+    prompt = tok.apply_chat_template(row["messages"][:1], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    trained = tok.apply_chat_template(fixed[0]["messages"], tokenize=True, return_dict=True,
+                                      chat_template=get_training_chat_template(tok))["input_ids"]
+    assert trained[:len(prompt)] == prompt  # generation continues from tokens the model was trained on
+
+
+def test_parity_multi_turn_reasoning(tok):
+    row = {"messages": turns(("user", "17*3?"), ("assistant", "<think>\n17*3 = 51\n</think>\n\n51."),
+                             ("user", "And 17*4?"), ("assistant", "<think>\n68\n</think>\n\n68."))}
+    report = template_parity([row], tok)
+    assert [(i.turn, i.kind) for i in report.issues] == [(3, "history")]
+    assert "messages[1]" in report.issues[0].detail and report.summary["answers_in_parity"] == 1
+    plain = {"messages": turns(("user", "Hi"), ("assistant", "Hello!"), ("user", "Bye"), ("assistant", "Bye!"))}
+    assert [(i.turn, i.kind) for i in template_parity([plain], tok).issues] == [(1, "prefill"), (3, "prefill")]
+    assert [(i.turn, i.kind) for i in template_parity(add_empty_reasoning([plain]), tok).issues] == [(3, "history")]
+
+
+def test_parity_pad_is_eos(tok):
+    from transformers import DataCollatorForLanguageModeling as ClassicCollator
+    assert tok.pad_token_id == tok.eos_token_id
+    rows = add_empty_reasoning(sample_dataset()["test"].to_list()[:8])
+    report = template_parity(rows, tok)
+    s = report.summary
+    assert s["pad_is_eos"] and s["collator"] == "DataCollatorForLanguageModeling" and s["collator_rows"] == 8
+    assert s["end_masked_rows"] == 0 and "keep their labels" in report._repr_markdown_()
+    classic = ClassicCollator(tok, mlm=False)  # masks padding by token id: with pad = eos, every end token too
+    by_id = template_parity(rows, tok, collator=lambda examples: classic([{"input_ids": e["input_ids"]} for e in examples]))
+    assert by_id.counts["end_masked"] == 8 and by_id.summary["end_masked_rows"] == 8
+    with pytest.raises(ConfigError, match="collator failed"): template_parity(rows, tok, collator=lambda examples: 1 / 0)
+
+
+def test_parity_end_token_truncation_and_bad_rows(offline_dir, tok):
+    long = add_empty_reasoning([to_messages("Tell me a story. " * 30, "Once upon a time.")])
+    assert [i.kind for i in template_parity(long, tok, max_length=32).issues] == ["truncated_end"]
+    assert template_parity(long, tok, max_length=None).ok
+    no_end = AutoTokenizer.from_pretrained(offline_dir)  # a template whose answers carry no end token
+    no_end.chat_template = ("{% for m in messages %}{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}"
+                            "{% endgeneration %}{% else %}{{ m['content'] }}{% endif %}{% endfor %}")
+    assert [i.kind for i in template_parity([GOOD], no_end).issues] == ["end_not_trained"]
+    report = template_parity([GOOD, {"messages": None}, {"messages": [{"role": "user", "content": 3}]}], tok)
+    assert report.summary["skipped_rows"] == [1, 2] and report.summary["answers"] == 1
+    with pytest.raises(DataValidationError): template_parity([], tok)
+    with pytest.raises(ConfigError): template_parity([GOOD], None)
+
+
+def test_parity_token_boundary(offline_dir):
+    merged = AutoTokenizer.from_pretrained(offline_dir)
+    merged.add_tokens(["\n\n"])  # as DeepSeek's (Qwen2's) tokenizer, "\n\n" is one token
+    two_newlines = [{"messages": turns(("user", "Hi"), ("assistant", "<think>\n\n</think>\n\nHello!"))}]
+    report = template_parity(two_newlines, merged)
+    assert [i.kind for i in report.issues] == ["token_boundary"]
+    assert template_parity(add_empty_reasoning([to_messages("Hi", "Hello!")]), merged).ok
+
+
+def test_add_empty_reasoning_shapes_and_rows_left_alone():
+    ds = sample_dataset()
+    fixed = add_empty_reasoning(ds)
+    assert isinstance(fixed, DatasetDict) and list(fixed) == ["train", "test"]
+    assert add_empty_reasoning(fixed)["train"]["messages"] == fixed["train"]["messages"]  # idempotent
+    answers = [m["content"] for r in fixed["train"] for m in r["messages"] if m["role"] == "assistant"]
+    assert all(a.startswith("<think>\n") for a in answers)
+    keep = [{"messages": turns(("user", "Hi"), ("assistant", "<think>\nhm\n</think>\n\nHello"))},  # already reasons
+            {"messages": turns(("user", "Hi"), ("assistant", " "))},  # empty: validate must still see it
+            {"messages": turns(("user", "Hi"), ("assistant", "\u200b"))},
+            {"messages": None}, {"messages": "text"}, None, 3, {"other": 1}, {"messages": [None, 3, {"role": "assistant"}]}]
+    assert add_empty_reasoning(keep) == keep
+    tool = {"messages": turns(("user", "W?"), ("assistant", "<tool_call>w</tool_call>"), ("tool", "19 C"), ("assistant", "19 C."))}
+    out = add_empty_reasoning([tool])[0]["messages"]
+    assert out[1]["content"].startswith(EMPTY_REASONING) and out[3]["content"] == "19 C."  # no <think> after tool outputs
+    assert isinstance(add_empty_reasoning(ds["test"]), Dataset)
+    with pytest.raises(DatasetFormatError): add_empty_reasoning(Dataset.from_dict({"text": ["a"]}))
+    with pytest.raises(DatasetFormatError): add_empty_reasoning("text")
+
+
+def test_fold_system_prompt():
+    ds = sample_dataset()["train"]
+    folded = fold_system_prompt(ds)
+    assert sum(r["messages"][0]["role"] == "system" for r in ds) == 144
+    assert sum(r["messages"][0]["role"] == "system" for r in folded) == 0
+    i = next(k for k, r in enumerate(ds) if r["messages"][0]["role"] == "system")
+    assert folded[i]["messages"][0]["content"] == ds[i]["messages"][0]["content"] + "\n\n" + ds[i]["messages"][1]["content"]
+    assert validate(folded).ok and fold_system_prompt(folded)["messages"] == folded["messages"]
+    blank = [to_messages(" ", "Could you say more?", system="Be kind.")]
+    assert fold_system_prompt(blank) == blank  # an empty question stays visible to validate
+
+
+# ---------------------------------------------------------------- property-based: random rows never crash the checkers
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8), st.binary(max_size=4))
+_value = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                      max_leaves=6)
+_text = st.lists(st.sampled_from(list("ab <>|\n\t ") + ["\u200b", "\ufeff", "é", "中", "<think>", "</think>", "<｜User｜>"]),
+                 max_size=8).map("".join)
+_message = st.one_of(_value, st.fixed_dictionaries({}, optional={
+    "role": st.one_of(st.sampled_from(["system", "user", "assistant", "tool", "human", ""]), _value),
+    "content": st.one_of(_text, _value), "tool_calls": _value}))
+_row = st.one_of(_value, st.fixed_dictionaries({}, optional={"messages": st.one_of(_value, st.lists(_message, max_size=5)),
+                                                             "source": _value}))
+_rows = st.lists(_row, max_size=6)
+_settings = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _only_course_errors(fn, *args, **kw):
+    try: return fn(*args, **kw)
+    except SFTCourseError: return None
+
+
+@_settings
+@given(rows=_rows)
+def test_random_rows_never_crash_validate_or_the_transforms(rows):
+    report = _only_course_errors(validate, rows)
+    if report is not None:
+        assert all(i.kind in PROBLEMS and i.hint == PROBLEMS[i.kind] for i in report.issues)
+        assert len(report.bad_rows) <= len(rows)
+    for fn in (add_empty_reasoning, fold_system_prompt, standardize):
+        _only_course_errors(fn, rows)
+    for r in rows:
+        assert all(i.kind in PROBLEMS for i in check_row(r))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=_rows)
+def test_random_rows_never_crash_the_tokenizer_checks(tok, rows):
+    _only_course_errors(validate, rows, tok, max_length=16)
+    _only_course_errors(template_parity, rows, tok, max_length=16)
+    for r in rows[:2]: _only_course_errors(show_loss_mask, r, tok, assistant_only_loss=True)
+
+
+@_settings
+@given(prompt=_value | _text, response=_value | _text, system=_value, context=_value, metadata=_value)
+def test_random_pairs_never_crash_to_messages(prompt, response, system, context, metadata):
+    row = _only_course_errors(to_messages, prompt, response, system=system, context=context, metadata=metadata)
+    if row is not None: assert isinstance(row["messages"], list)
+
+
+_visible = st.text(min_size=1, max_size=20).filter(lambda t: t.strip() and not t.isspace() and any(c.isprintable() and not c.isspace() for c in t))
+
+
+@st.composite
+def _valid_conversation(draw):
+    n = draw(st.integers(1, 3))
+    msgs = ([{"role": "system", "content": draw(_visible)}] if draw(st.booleans()) else [])
+    for _ in range(n):
+        msgs += [{"role": "user", "content": draw(_visible)}, {"role": "assistant", "content": draw(_visible)}]
+        if draw(st.booleans()):
+            msgs += [{"role": "tool", "content": draw(_visible)}, {"role": "assistant", "content": draw(_visible)}]
+    return {"messages": msgs}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(_valid_conversation(), min_size=1, max_size=4, unique_by=lambda r: str(r["messages"])))
+def test_valid_rows_never_raise_and_are_ok(tok, rows):
+    assert all(check_row(r) == [] for r in rows)
+    report = validate(rows, tok, max_length=None)
+    assert report.ok, report.issues
+    assert validate(Dataset.from_list(rows), tok, max_length=None).ok
+    fixed = add_empty_reasoning(fold_system_prompt(rows))
+    assert validate(fixed, tok, max_length=None).ok
+    assert set(template_parity(fixed, tok, max_length=None).counts) <= {"history"}
+    for r in rows: show_loss_mask(r, tok, assistant_only_loss=True)

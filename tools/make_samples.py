@@ -15,14 +15,15 @@ numbers.  Every fact or computation is produced in code (or taken from small
 tables) so the samples are correct; about a quarter carry a DeepSeek-R1 style
 ``<think>...</think>`` reasoning trace before the final answer.
 
-Guarantees (checked before writing; the script exits non-zero otherwise):
-roles are system/user/assistant, an optional system turn only comes first,
-user/assistant strictly alternate and end with the assistant, contents are
-non-empty and stripped, no duplicate conversation within a split, and no test
-conversation equals a train conversation.  Output is byte-identical for a given
-``--seed`` (only the standard library and a fixed ``random.Random`` are used).
+Guarantees (checked before writing; the script exits non-zero otherwise): the
+course's own validator (``sft_course.data.validate``) finds no problem in either
+split, nor in both together (so no test conversation equals a train one); and,
+specific to this generator, every conversation has 1-4 exchanges and no content
+has leading or trailing whitespace.  Output is byte-identical for a given
+``--seed`` (generation uses only the standard library and a fixed ``random.Random``).
 
 Usage:  python tools/make_samples.py [--seed 0] [--out sft_course/samples]
+        python tools/make_samples.py --check   # exit 1 if the committed files differ from the generator's output
 """
 from __future__ import annotations
 
@@ -963,27 +964,28 @@ def build_split(total: int, seed: int, forbidden: set[str]) -> list[dict]:
     return out
 
 
-def validate(convs: list[dict]) -> None:
-    """Fail loudly if any conversation breaks the dataset rules."""
-    for i, conv in enumerate(convs):
-        msgs = conv["messages"]
-        body = msgs[1:] if msgs and msgs[0]["role"] == "system" else msgs
-        roles = [m["role"] for m in body]
-        problems = []
-        if not body or len(body) % 2 or len(body) > 8:
-            problems.append("needs 1-4 user/assistant exchanges")
-        if roles != ["user", "assistant"] * (len(body) // 2):
-            problems.append(f"bad role order {roles}")
-        for m in msgs:
-            c = m["content"]
-            if not isinstance(c, str) or not c.strip() or c != c.strip():
-                problems.append(f"bad content {c!r}")
-        if problems:
-            sys.exit(f"conversation {i} ({conv['source']}): {'; '.join(problems)}")
+def check(splits: dict[str, list[dict]]) -> None:
+    """Fail loudly if a conversation breaks the dataset rules: the library's validator, then this generator's own."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from sft_course.data import validate
+    for name, convs in {**splits, "train + test": [c for convs in splits.values() for c in convs]}.items():
+        report = validate(convs)
+        if not report.ok:
+            sys.exit(f"{name}: {len(report.issues)} problems, the first: {report.issues[0]}")
+    for name, convs in splits.items():
+        for i, conv in enumerate(convs):
+            msgs = conv["messages"]
+            n = sum(m["role"] == "assistant" for m in msgs)
+            if not 1 <= n <= 4 or any(m["content"] != m["content"].strip() for m in msgs):
+                sys.exit(f"{name} conversation {i} ({conv['source']}): needs 1-4 exchanges and stripped contents")
 
 
 def derived_seed(seed: int, split: str) -> int:
     return int(hashlib.sha256(f"sft-course:{seed}:{split}".encode()).hexdigest()[:16], 16)
+
+
+def render(convs: list[dict]) -> str:
+    return "".join(json.dumps(conv, ensure_ascii=False) + "\n" for conv in convs)
 
 
 def main() -> None:
@@ -991,24 +993,26 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "sft_course" / "samples",
                     help="output directory (default: <repo>/sft_course/samples)")
+    ap.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing them")
     args = ap.parse_args()
 
     train = build_split(N_TRAIN, derived_seed(args.seed, "train"), set())
-    train_keys = {key(c) for c in train}
-    test = build_split(N_TEST, derived_seed(args.seed, "test"), train_keys)
-    for split in (train, test):
-        validate(split)
-    if len(train_keys) != N_TRAIN or len({key(c) for c in test}) != N_TEST:
-        sys.exit("duplicate conversations inside a split")
-    if train_keys & {key(c) for c in test}:
-        sys.exit("a test conversation also appears in train")
+    test = build_split(N_TEST, derived_seed(args.seed, "test"), {key(c) for c in train})
+    check({"train": train, "test": test})
 
+    files = {"train.jsonl": render(train), "test.jsonl": render(test)}
+    if args.check:
+        stale = [name for name, text in files.items()
+                 if not (args.out / name).exists() or (args.out / name).read_text(encoding="utf-8") != text]
+        if stale:
+            sys.exit(f"{', '.join(stale)} in {args.out} differ from the generator's output: "
+                     "run python tools/make_samples.py and commit the result.")
+        print(f"{', '.join(files)} in {args.out} match the generator (seed {args.seed}).")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, convs in (("train.jsonl", train), ("test.jsonl", test)):
-        with open(args.out / name, "w", encoding="utf-8", newline="\n") as f:
-            for conv in convs:
-                f.write(json.dumps(conv, ensure_ascii=False) + "\n")
-        print(f"wrote {len(convs)} conversations to {args.out / name}")
+    for name, text in files.items():
+        (args.out / name).write_text(text, encoding="utf-8", newline="\n")
+        print(f"wrote {text.count(chr(10))} conversations to {args.out / name}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   fi
 fi
 python tools/nbsync.py --check
+python tools/make_samples.py --check
 echo "== nbdev-test"
 nbdev-test --n-workers "${NBDEV_TEST_WORKERS:-2}" --timing
 echo "== pytest"
