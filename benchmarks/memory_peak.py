@@ -8,7 +8,8 @@ Every row is `max_length` tokens long, the worst case that `estimate_memory` ass
     python benchmarks/memory_peak.py --profile gpu-full --steps 4
     python benchmarks/memory_peak.py --profile colab-t4-lora --tiny          # CPU smoke test of this script (no measurement)
 
-Writes one JSON line per run to --out (default benchmarks/memory_peak.jsonl) and prints a markdown row.
+Writes one JSON line per run to --out (default benchmarks/results/memory_peak.jsonl) and prints a markdown row.
+Memory is in GiB (2**30 bytes); `estimate_memory` reports GB (10**9 bytes) and is converted.
 """
 import argparse, importlib.util, json, os, platform, sys, tempfile, time
 from pathlib import Path
@@ -18,6 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sft_course.config import (DEEPSEEK_R1_DISTILL_QWEN_1_5B_CONFIG, PROFILES, estimate_memory, lora_config,  # noqa: E402
                                make_config)
+
+
+def gib(n_bytes) -> float: return round(n_bytes / 2**30, 2)
 
 
 def build_model(profile, tiny:bool, device:str):
@@ -40,7 +44,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=None, help="per_device_train_batch_size (default: the profile's)")
     ap.add_argument("--tiny", action="store_true", help="the offline stand-in on the CPU: checks the script, measures nothing")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("memory_peak.jsonl")))
+    ap.add_argument("--out", default=str(Path(__file__).parent/"results"/"memory_peak.jsonl"))
     a = ap.parse_args(argv)
 
     from datasets import Dataset
@@ -74,14 +78,15 @@ def main(argv=None):
     rec = dict(profile=p.name, device=torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
                tiny=a.tiny, attn_implementation=attn, steps=a.steps, per_device_train_batch_size=args.per_device_train_batch_size,
                max_length=L, packing=bool(args.packing), checkpointing=bool(args.activation_checkpointing),
-               estimate_total_gb=round(est.total_gb, 2), estimate_without_overhead_gb=round(est.total_gb - est.overhead_gb, 2),
-               estimate_states_gb=round(est.states_gb, 2), estimate_activations_gb=round(est.activations_gb, 2),
-               peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2) if device == "cuda" else None,
-               peak_reserved_gb=round(torch.cuda.max_memory_reserved() / 1e9, 2) if device == "cuda" else None,
+               estimate_total_gib=gib(est.total_gb * 1e9), estimate_without_overhead_gib=gib((est.total_gb - est.overhead_gb) * 1e9),
+               estimate_states_gib=gib(est.states_gb * 1e9), estimate_activations_gib=gib(est.activations_gb * 1e9),
+               peak_allocated_gib=gib(torch.cuda.max_memory_allocated()) if device == "cuda" else None,
+               peak_reserved_gib=gib(torch.cuda.max_memory_reserved()) if device == "cuda" else None,
                seconds=round(seconds, 1), versions={m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "peft")})
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "a") as f: f.write(json.dumps(rec) + "\n")
     print(f"| {rec['profile']} | {rec['device']} | {rec['attn_implementation']} | {rec['per_device_train_batch_size']}×{L} | "
-          f"{rec['estimate_without_overhead_gb']} | {rec['peak_allocated_gb']} | {rec['peak_reserved_gb']} |")
+          f"{rec['estimate_without_overhead_gib']} | {rec['peak_allocated_gib']} | {rec['estimate_total_gib']} | {rec['peak_reserved_gib']} |")
     return rec
 
 

@@ -8,7 +8,7 @@ the values of the weights change neither speed nor memory).
 The model is saved to a temporary directory and trained through `run_example(model_id=<that directory>)`, so the
 measurement covers the course's own loader, checks and trainer. The data are the shipped sample conversations (short:
 about 100-400 tokens each), so tokens/s here is for short rows; smoltalk's longer rows give more tokens per step.
-Appends one JSON line per run to --out (default benchmarks/train_throughput.jsonl).
+Appends one JSON line per run to --out (default benchmarks/results/train_throughput.jsonl). Memory in GiB (2**30 bytes).
 """
 import argparse, json, platform, sys, tempfile, time
 from pathlib import Path
@@ -24,7 +24,7 @@ def main(argv=None):
     ap.add_argument("--profile", default="colab-t4-lora", choices=["colab-t4-lora", "gpu-full"])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--t4-cap-gb", type=float, default=15.0, help="memory cap for colab-t4-lora (0: none)")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("train_throughput.jsonl")))
+    ap.add_argument("--out", default=str(Path(__file__).parent/"results"/"train_throughput.jsonl"))
     a = ap.parse_args(argv)
     if not torch.cuda.is_available(): sys.exit("No CUDA GPU: this benchmark measures GPU throughput and memory.")
     from sft_course.config import PROFILES
@@ -50,9 +50,10 @@ def main(argv=None):
     row = dict(profile=a.profile, steps=r.summary["steps"], gpu=torch.cuda.get_device_name(0), attn_implementation=attn,
                memory_cap_gb=a.t4_cap_gb if a.profile == "colab-t4-lora" else None, train_runtime_s=r.summary["runtime_s"],
                tokens=tokens, tokens_per_s=round(tokens / r.summary["runtime_s"], 1) if tokens else None,
-               peak_allocated_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2),
-               peak_reserved_gb=round(torch.cuda.max_memory_reserved() / 1e9, 2), wall_s=round(wall, 1),
+               peak_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+               peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2), wall_s=round(wall, 1),
                torch=torch.__version__, python=platform.python_version())
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "a") as f: f.write(json.dumps(row) + "\n")
     print(json.dumps(row, indent=2))
 

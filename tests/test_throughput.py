@@ -1,0 +1,125 @@
+"""The throughput benchmark's correctness side: a batch of the course's recipe gives each example the loss it has alone.
+
+No timing is asserted here: speed is the benchmark's job (`python benchmarks/throughput.py`), and only as a ratio."""
+import statistics, sys, tempfile, warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]/"benchmarks"))
+import throughput as tp  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def standin(offline_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return AutoModelForCausalLM.from_pretrained(offline_dir), AutoTokenizer.from_pretrained(offline_dir)
+
+
+def _prepared(model, tok, rows, **overrides):
+    "The rows and the collator exactly as SFTTrainer prepares them for the course's cpu-quick recipe."
+    from datasets import Dataset
+    from trl import SFTTrainer
+    max_length = overrides.pop("max_length", 1024)
+    args = tp.build_args("cpu-quick", tempfile.mkdtemp(), 1, max_length, False, **overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tr = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    return list(tr.train_dataset), tr.data_collator
+
+
+@pytest.fixture(scope="module")
+def uneven_rows():
+    "Eight sample conversations of clearly different lengths, so that a padded batch of them has padding."
+    from sft_course.offline import sample_conversations
+    rows = sorted(sample_conversations("train"), key=lambda c: sum(len(m["content"]) for m in c["messages"]))
+    return [rows[i] for i in range(0, len(rows), len(rows) // 8)][:8]
+
+
+def test_padded_batch_matches_examples_alone(standin, uneven_rows):
+    model, tok = standin
+    rows, collate = _prepared(model, tok, uneven_rows)
+    batch = collate(rows)
+    lengths = batch["attention_mask"].sum(-1)
+    assert "attention_mask" in batch and lengths.min() < lengths.max() / 2  # a real mix: much of the batch is padding
+    assert tp.per_example_losses(model, batch).shape == (8,)
+    assert tp.loss_check(model, collate, rows) <= tp.LOSS_TOL
+
+
+def test_padding_free_batch_matches_examples_alone(standin, uneven_rows):
+    "One flattened row of 8 examples: sdpa keeps them apart through the position ids (transformers' packed-sequence mask)."
+    model, tok = standin
+    rows, collate = _prepared(model, tok, uneven_rows, padding_free=True, max_length=None)
+    batch = collate(rows)
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
+    assert len(batch["cu_seq_lens_q"]) - 1 == 8
+    assert tp.loss_check(model, collate, rows) <= tp.LOSS_TOL
+
+
+def test_the_check_fails_loudly_when_examples_see_each_other(standin, uneven_rows):
+    "Continuous position ids hide the boundaries from the attention: each example then attends to the ones before it."
+    model, tok = standin
+    rows, collate = _prepared(model, tok, uneven_rows, padding_free=True, max_length=None)
+    def leaky(examples):
+        b = collate(examples)
+        b["position_ids"] = torch.arange(b["input_ids"].shape[1]).unsqueeze(0)
+        return b
+    with pytest.raises(AssertionError, match="differs from the same example alone"):
+        tp.loss_check(model, leaky, rows)
+
+
+def test_course_order_replays_group_by_length_evenly():
+    lengths = tp.smoltalk_like_lengths(2000, seed=3)
+    full = tp.course_order(lengths, 8, 10**9)
+    assert sorted(full) == list(range(2000))  # a whole epoch: every row once
+    picked = tp.course_order(lengths, 8, 25)
+    assert len(picked) == 200 and len(set(picked)) == 200
+    batches = [full[i:i + 8] for i in range(0, 2000, 8)]
+    spread = [batches.index(picked[i:i + 8]) for i in range(0, 200, 8)]
+    assert spread == sorted(spread) and spread[0] < 10 and spread[-1] > 240  # from the whole epoch, in order
+    # grouping by length removes most of the padding of random batches
+    assert tp.padding_of(lengths, 8, full) < 0.1 < 0.4 < tp.padding_of(lengths, 4, list(range(2000)))
+
+
+def test_smoltalk_like_lengths():
+    lengths = tp.smoltalk_like_lengths(4000, hi=4096)
+    assert 140 <= statistics.median(lengths) <= 160
+    assert sum(l > 1000 for l in lengths) > 20  # the long tail
+    assert max(tp.smoltalk_like_lengths(4000)) == 1024  # cut at the seed's max_length by default
+
+
+def test_synthetic_conversations_have_the_lengths_they_aim_for(standin):
+    _, tok = standin
+    rows = tp.synthetic_conversations(tok, n=300, seed=5)
+    got = tp.token_lengths(rows, tok)
+    aim = tp.smoltalk_like_lengths(300, seed=5)
+    assert statistics.median(abs(g - a) for g, a in zip(got, aim)) <= 2
+    assert got == tp.token_lengths(rows, tok, training_template=False)  # no reasoning: both templates agree
+
+
+def test_compare_records_what_the_results_need(standin, tmp_path):
+    "A two-step comparison on the stand-in: the fields the committed JSON carries, and the loss check inside it."
+    _, tok = standin
+    _, cfg, make = tp.standin_factory(None)
+    rows = tp.synthetic_conversations(tok, n=400, seed=1)  # enough rows for length groups that hold
+    res = tp.compare("smoke", make, cfg, tok, rows, steps=2, reps=1, max_length=1024, course="cpu-quick", log=lambda *a: None)
+    for k in ("seed_tokens_per_s", "course_tokens_per_s", "ratio", "max_per_example_loss_diff", "seed_padding_share",
+              "course_padding_share", "seed_peak_memory_gib", "course_peak_memory_gib"):
+        assert res[k] is not None, k
+    assert res["max_per_example_loss_diff"] <= tp.LOSS_TOL
+    seed, course = res["runs"]["seed"][0], res["runs"]["course"][0]
+    assert seed["steps"] == course["steps"] == 2
+    assert course["real_tokens"] <= course["positions"] and seed["real_tokens"] <= seed["positions"]
+    assert res["course_padding_share"] < res["seed_padding_share"]
+
+
+def test_committed_result_meets_the_correctness_bar():
+    "The committed CPU result: both models measured, every per-example loss difference within 1e-4."
+    import json
+    res = json.loads((Path(__file__).parents[1]/"benchmarks"/"results"/"throughput_cpu.json").read_text())
+    assert set(res["models"]) == {"standin", "hidden512"}
+    for m in res["models"].values():
+        for k in ("seed_tokens_per_s", "course_tokens_per_s", "ratio", "max_per_example_loss_diff"): assert k in m
+        assert m["max_per_example_loss_diff"] <= tp.LOSS_TOL
+        assert m["ratio"] == pytest.approx(statistics.median(m["data"][m["headline_data"]]["ratios"]), rel=1e-3)
