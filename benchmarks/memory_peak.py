@@ -78,10 +78,10 @@ def main(argv=None):
     rec = dict(profile=p.name, device=torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
                tiny=a.tiny, attn_implementation=attn, steps=a.steps, per_device_train_batch_size=args.per_device_train_batch_size,
                max_length=L, packing=bool(args.packing), checkpointing=bool(args.activation_checkpointing),
-               estimate_total_gib=gib(est.total_gb * 1e9), estimate_without_overhead_gib=gib((est.total_gb - est.overhead_gb) * 1e9),
-               estimate_states_gib=gib(est.states_gb * 1e9), estimate_activations_gib=gib(est.activations_gb * 1e9),
-               peak_allocated_gib=gib(torch.cuda.max_memory_allocated()) if device == "cuda" else None,
-               peak_reserved_gib=gib(torch.cuda.max_memory_reserved()) if device == "cuda" else None,
+               estimate_total_gib=round(est.total_gib, 2), estimate_without_overhead_gib=round(est.total_gib - est.overhead_gib, 2),
+               estimate_states_gib=round(est.states_gib, 2), estimate_activations_gib=round(est.activations_gib, 2),
+               peak_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
+               peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2) if device == "cuda" else None,
                seconds=round(seconds, 1), versions={m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "peft")})
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "a") as f: f.write(json.dumps(rec) + "\n")
