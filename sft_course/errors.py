@@ -6,7 +6,7 @@ Docs: https://sft-course.github.io/sft-course/errors.html.md"""
 
 # %% auto #0
 __all__ = ['SFTCourseError', 'DatasetFormatError', 'DataValidationError', 'ConfigError', 'HardwareError', 'HubAccessError',
-           'CheckpointError']
+           'CheckpointError', 'UseCaseError']
 
 # %% ../nbs/00b_errors.ipynb #5e506830
 class SFTCourseError(Exception):
@@ -32,3 +32,5 @@ class HubAccessError(SFTCourseError):
     "The Hugging Face Hub cannot be reached, or is switched off, for a model or dataset that lives there."
 class CheckpointError(SFTCourseError):
     "An output directory or checkpoint cannot be used without losing or mixing up earlier work."
+class UseCaseError(SFTCourseError):
+    "The answers that describe a use case (chapter 1) are unknown, of the wrong type, or contradict each other."

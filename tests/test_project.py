@@ -90,3 +90,48 @@ def test_nbdev_proc_nbs_prepares_every_chapter_for_the_docs(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ["index.ipynb"] + nbsync.chapters(): assert (ROOT/"_proc"/name).exists(), name
     assert (ROOT/"_proc"/"sidebar.yml").read_text() == (ROOT/"nbs"/"sidebar.yml").read_text()
+
+
+def _readme_section(title):
+    text = (ROOT/"README.md").read_text()
+    assert f"\n## {title}\n" in text, f"README.md has no '## {title}' section"
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_home_page_has_prerequisites_outcomes_and_time_per_chapter():
+    import nbformat
+    assert len(re.findall(r"^- \*\*", _readme_section("Before you start"), re.M)) >= 3
+    assert len(re.findall(r"^\d+\. ", _readme_section("What you will be able to do"), re.M)) >= 5
+    times = _readme_section("Time per chapter")
+    rows = [l for l in times.splitlines() if l.startswith("| ") and "---" not in l][1:]
+    titles = [nbsync.title_and_summary(nbformat.read(ROOT/"nbs"/n, as_version=4))[0] for n in nbsync.lessons()]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == titles  # one row per lesson, in sidebar order
+    assert all(re.search(r"\| \d+ min \|", r) for r in rows) and "measured" in times and "estimate" in times
+
+
+def test_maintainer_material_lives_on_the_development_page():
+    readme = (ROOT/"README.md").read_text()
+    assert "settings.ini" not in readme and "nbdev_export" not in readme  # the nbdev 2 -> 3 table moved
+    import nbformat
+    dev = nbformat.read(ROOT/"nbs"/"99_development.ipynb", as_version=4)
+    text = "\n".join(c.source for c in dev.cells)
+    assert "settings.ini" in text and "nbdev-proc-nbs" in text and "tools/nbsync.py" in text
+    assert not any(c.cell_type == "code" and re.search(r"^#\|\s*(default_exp|export)", c.source, re.M) for c in dev.cells)
+    appendix = nbsync.sections()["Appendix"]
+    assert "99_development.ipynb" in appendix and "00b_errors.ipynb" in appendix
+    assert "00b_errors.ipynb" not in nbsync.lessons()
+    for name in appendix: assert nbsync.title_and_summary(nbformat.read(ROOT/"nbs"/name, as_version=4))[0], name
+    assert nbsync.title_and_summary(nbformat.read(ROOT/"nbs"/"00b_errors.ipynb", as_version=4))[0].startswith("Appendix")
+
+
+def test_every_module_comes_from_one_notebook():
+    "A companion exports its own module; no two notebooks export to the same one (a lesson imports from its companion)."
+    import nbformat
+    owner = {}
+    for name in nbsync.chapters():
+        for c in nbformat.read(ROOT/"nbs"/name, as_version=4).cells:
+            m = re.match(r"#\|\s*default_exp\s+(\S+)", c.source) if c.cell_type == "code" else None
+            if m:
+                assert m.group(1) not in owner, f"{name} and {owner[m.group(1)]} both export sft_course/{m.group(1)}.py"
+                owner[m.group(1)] = name
+    for name in nbsync.sections().get("How it works", []): assert name in owner.values(), f"{name} exports no module"
