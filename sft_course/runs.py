@@ -9,9 +9,10 @@ __all__ = ['WEIGHT_FILES', 'MANIFEST', 'LOCK', 'RUN_FILES', 'TRAJECTORY_ARGS', '
            'checkpoint_problems', 'checkpoints', 'last_checkpoint', 'skipped_checkpoints', 'data_fingerprint',
            'run_manifest', 'manifest_differences', 'is_main_process', 'RunLock', 'write_manifest', 'prepare_run',
            'EpochSeededLengthGroupedSampler', 'ResumableSFTTrainer', 'read_samples', 'generate', 'split_reasoning',
-           'SampleGenerationsCallback', 'peak_memory_gib', 'run_summary', 'RunResult', 'dataset_splits', 'check_data']
+           'SampleGenerationsCallback', 'peak_memory_gib', 'run_summary', 'RunResult', 'dataset_splits', 'check_data',
+           'model_path']
 
-# %% ../nbs/04d_runs.ipynb #640d7c65
+# %% ../nbs/04d_runs.ipynb #a8674b3f
 import fcntl, hashlib, json, os, resource, zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,10 +23,12 @@ from transformers import TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTTrainer
 
-from .errors import CheckpointError, DatasetFormatError
+from .errors import CheckpointError, DatasetFormatError, HubAccessError
+from .environment import hub_status
+from .offline import MODEL_ID, OFFLINE, offline_model_path
 from .display import md_escape, md_table
 
-# %% ../nbs/04d_runs.ipynb #23d9e7ef
+# %% ../nbs/04d_runs.ipynb #906d96ec
 def resolve_output_dir(path, # where the run should write: relative, absolute, or starting with ~
                       ) -> Path:
     "`path` made absolute (with `~` expanded), created if needed, and checked to be a directory this process can write."
@@ -47,7 +50,7 @@ def resolve_output_dir(path, # where the run should write: relative, absolute, o
                               fix="Choose a directory you can write to (under your home or the project folder).") from None
     return p
 
-# %% ../nbs/04d_runs.ipynb #94183150
+# %% ../nbs/04d_runs.ipynb #5b7af19c
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 def _zip_ok(p): # torch.save writes a zip archive; a truncated one has no central directory
@@ -104,7 +107,7 @@ def skipped_checkpoints(output_dir) -> dict:
     return {c.name: checkpoint_problems(c) for c in checkpoints(output_dir, complete=False)
             if (last is None or _step(c) > _step(last)) and checkpoint_problems(c)}
 
-# %% ../nbs/04d_runs.ipynb #6d61af5f
+# %% ../nbs/04d_runs.ipynb #0a08a93a
 MANIFEST = "sft-course-run.json"
 LOCK = ".sft-course.lock"
 RUN_FILES = ("README.md", "summary.json", "diagnosis.md", "samples.jsonl", "loss_curve.png", "final", MANIFEST)
@@ -145,7 +148,7 @@ def manifest_differences(old:dict, new:dict) -> list:
     a, b = flat(old), flat(new)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
 
-# %% ../nbs/04d_runs.ipynb #a10e59e0
+# %% ../nbs/04d_runs.ipynb #13a7374a
 def is_main_process() -> bool:
     "True unless this is a secondary process of a distributed launch (`accelerate launch`, `torchrun`)."
     return int(os.environ.get("RANK", "0")) == 0
@@ -171,7 +174,7 @@ class RunLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
-# %% ../nbs/04d_runs.ipynb #9094a492
+# %% ../nbs/04d_runs.ipynb #0153434b
 def _read_manifest(out:Path):
     f = out/MANIFEST
     if not f.exists(): return None
@@ -216,7 +219,7 @@ def prepare_run(out:Path, # the resolved output directory
                               "model, samples and summary.", where="output_dir", fix="Give the new run another output directory.")
     return last
 
-# %% ../nbs/04d_runs.ipynb #2446e7c0
+# %% ../nbs/04d_runs.ipynb #68c9f228
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
     "transformers' `LengthGroupedSampler` with an order drawn from (seed, epoch), so a resumed run sees the same batches."
     def __init__(self, sampler:LengthGroupedSampler, seed:int):
@@ -233,7 +236,7 @@ class ResumableSFTTrainer(SFTTrainer):
             s = EpochSeededLengthGroupedSampler(s, self.args.data_seed if self.args.data_seed is not None else self.args.seed)
         return s
 
-# %% ../nbs/04d_runs.ipynb #269bd9cd
+# %% ../nbs/04d_runs.ipynb #72eceab6
 def read_samples(path:Path) -> list:
     "The records of a `samples.jsonl`, skipping a last line cut off by an interrupted write."
     if not Path(path).exists(): return []
@@ -248,7 +251,7 @@ def read_samples(path:Path) -> list:
         if isinstance(rec, dict) and isinstance(rec.get("step"), int): out.append(rec)
     return out
 
-# %% ../nbs/04d_runs.ipynb #43772a15
+# %% ../nbs/04d_runs.ipynb #e015ca3c
 def generate(model, tokenizer,
              messages, # a list of {role, content} dicts, or one user message as a string
              max_new_tokens:int=128, # upper bound on the answer's length
@@ -275,7 +278,7 @@ def split_reasoning(text:str, # generated text, after a prompt that opened `<thi
     reasoning, answer = text.split("</think>", 1)
     return reasoning.strip(), answer.strip()
 
-# %% ../nbs/04d_runs.ipynb #8d0a9c1b
+# %% ../nbs/04d_runs.ipynb #cfd9e1c5
 class SampleGenerationsCallback(TrainerCallback):
     "At each evaluation, generate answers for fixed prompts and record them with the step (table + samples.jsonl)."
     def __init__(self,
@@ -321,7 +324,7 @@ class SampleGenerationsCallback(TrainerCallback):
             rows.append([step] + [show(by.get(p)) for p in prompts])
         return md_table(["step"] + prompts, rows)
 
-# %% ../nbs/04d_runs.ipynb #bcaf7997
+# %% ../nbs/04d_runs.ipynb #d9a8acd8
 def peak_memory_gib() -> float:
     "Peak memory of this process in GiB: allocated GPU memory on CUDA, else the peak resident set size."
     if torch.cuda.is_available(): return torch.cuda.max_memory_allocated() / 2**30
@@ -353,7 +356,7 @@ class RunResult:
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ("none" if v in (None, {}) else str(v))
         return f"**Run in `{self.output_dir.name}`**\n\n" + md_table(("", ""), [(k, fmt(v)) for k, v in self.summary.items()])
 
-# %% ../nbs/04d_runs.ipynb #59f916a6
+# %% ../nbs/04d_runs.ipynb #709b8662
 def dataset_splits(dataset, # Dataset, DatasetDict, dict of splits, list of rows, or None
                    stand_in:bool, # True: the offline stand-in trains (None then means the sample conversations)
                   ) -> tuple:
@@ -375,7 +378,7 @@ def dataset_splits(dataset, # Dataset, DatasetDict, dict of splits, list of rows
                              fix="Pass a datasets.Dataset, a DatasetDict or a dict with a 'train' split (and a 'test' "
                                  "split for evaluation), a list of {'messages': [...]} rows, or None for smoltalk.")
 
-# %% ../nbs/04d_runs.ipynb #8ab10bda
+# %% ../nbs/04d_runs.ipynb #12d7f7f7
 SOFT_PROBLEMS = {"too_long", "duplicate"} # rows SFTTrainer still trains on: reported, not fatal (unless every row is too long)
 
 def check_data(dataset, tokenizer, max_length:int, name:str):
@@ -395,3 +398,22 @@ def check_data(dataset, tokenizer, max_length:int, name:str):
                                   "example would be truncated.", where="SFTConfig.max_length",
                                   fix="Raise max_length (see report.plot_lengths()) or shorten the conversations.")
     return report
+
+# %% ../nbs/04d_runs.ipynb #cdc2804c
+def model_path(model_id, # a Hub id, a local directory, or OFFLINE for the stand-in
+              ) -> str:
+    "Where `from_pretrained` should load `model_id` from; without the Hub, refuse an id that is not in the local cache."
+    if model_id == OFFLINE: return str(offline_model_path())
+    if not isinstance(model_id, (str, Path)) or not str(model_id).strip():
+        raise HubAccessError(f"{model_id!r} is not a model id.", where="model_id",
+                             fix=f"Use a Hub id such as {MODEL_ID!r}, a local directory, or 'offline' (the stand-in).")
+    if Path(model_id).expanduser().is_dir(): return str(Path(model_id).expanduser())
+    if hub_status(check=False) == "offline":
+        from huggingface_hub import try_to_load_from_cache
+        try: cached = try_to_load_from_cache(str(model_id), "config.json")
+        except ValueError: cached = None # not even a valid Hub id
+        if not isinstance(cached, str):
+            raise HubAccessError(f"{model_id!r} is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set.",
+                                 where="model_id", fix="Use model_id='offline' (the stand-in) or a local directory, or "
+                                 "unset HF_HUB_OFFLINE on a machine with internet access to download it once.")
+    return str(model_id)

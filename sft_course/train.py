@@ -7,7 +7,7 @@ Docs: https://sft-course.github.io/sft-course/training.html.md"""
 # %% auto #0
 __all__ = ['WATCH_PROMPTS', 'load_model_and_tokenizer', 'build_trainer', 'run_example']
 
-# %% ../nbs/04_training.ipynb #7224cccc
+# %% ../nbs/04_training.ipynb #c4e3aca4
 import json, time
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,28 +23,12 @@ from .data import add_empty_reasoning, fold_system_prompt, load_smoltalk, sample
 from .config import check_config, get_profile, lora_config, make_config
 from .runs import *
 
-# %% ../nbs/04_training.ipynb #d5f29f85
-def _model_path(model_id):
-    if model_id == OFFLINE: return str(offline_model_path())
-    if not isinstance(model_id, (str, Path)) or not str(model_id).strip():
-        raise HubAccessError(f"{model_id!r} is not a model id.", where="model_id",
-                             fix=f"Use a Hub id such as {MODEL_ID!r}, a local directory, or 'offline' (the stand-in).")
-    if Path(model_id).expanduser().is_dir(): return str(Path(model_id).expanduser())
-    if hub_status(check=False) == "offline":
-        from huggingface_hub import try_to_load_from_cache
-        try: cached = try_to_load_from_cache(str(model_id), "config.json")
-        except ValueError: cached = None # not even a valid Hub id
-        if not isinstance(cached, str):
-            raise HubAccessError(f"{model_id!r} is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set.",
-                                 where="model_id", fix="Use model_id='offline' (the stand-in) or a local directory, or "
-                                 "unset HF_HUB_OFFLINE on a machine with internet access to download it once.")
-    return str(model_id)
-
+# %% ../nbs/04_training.ipynb #1390c29e
 def load_model_and_tokenizer(model_id:str=MODEL_ID, # Hub id, local directory, or 'offline' for the stand-in
                              profile="auto", # profile (or its name) deciding dtype and attention ('auto': this machine's)
                             ):
     "Load a causal LM and its tokenizer with the dtype and attention kernel of `profile`."
-    p, path = get_profile(profile), _model_path(model_id)
+    p, path = get_profile(profile), model_path(model_id)
     cuda = torch.cuda.is_available()
     dtype = getattr(torch, p.torch_dtype) if cuda else torch.float32 # half precision is a GPU format
     attn = p.attn_implementation
@@ -58,7 +42,7 @@ def load_model_and_tokenizer(model_id:str=MODEL_ID, # Hub id, local directory, o
                              fix="Check the id and your connection, or use model_id='offline'.") from e
     return model, tokenizer
 
-# %% ../nbs/04_training.ipynb #a5cc1c83
+# %% ../nbs/04_training.ipynb #1d6ba191
 def build_trainer(model, tokenizer, train_dataset,
                   eval_dataset=None, # None: no evaluation (then eval_strategy must be 'no')
                   args:SFTConfig|None=None, # None: make_config('auto')
@@ -80,10 +64,10 @@ def build_trainer(model, tokenizer, train_dataset,
     trainer.data_report, trainer.config_issues = report, issues
     return trainer
 
-# %% ../nbs/04_training.ipynb #f0e1c693
+# %% ../nbs/04_training.ipynb #3f3bccb8
 WATCH_PROMPTS = ["What is the capital of Norway?", "What is 12 plus 30?", "In simple terms, what is an epoch?"]
 
-# %% ../nbs/04_training.ipynb #65734e7d
+# %% ../nbs/04_training.ipynb #1acfa212
 def run_example(profile:str="auto", # a PROFILES name, or 'auto' for this machine's
                 model_id:str|None=None, # Hub id, local directory or 'offline' (None: the profile's model)
                 dataset=None, # Dataset, DatasetDict or {'train': ..., 'test': ...}; None: smoltalk (the samples for the stand-in)
