@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 
 EXE = shutil.which("sft-course")
-WATCH_SUBJECTS = {"What is the capital of Norway?": r"capital|Oslo|Norway",
-                  "What is 12 plus 30?": r"\b(12|30|42)\b",
-                  "What does the term 'epoch' mean?": r"[Ee]poch"}
+# What each watched prompt asks for, as a pattern of the training answers of its kind: a sentence about a capital, a sum
+# (or another operation) with its numbers, a definition "A/An X is ...". The stand-in learns these forms, not the facts.
+WATCH_SUBJECTS = {"What is the capital of Norway?": r"\bcapital\b",
+                  "What is 12 plus 30?": r"\b(sum|plus|product|times|equals|minus|difference)\b|\d\s*[-+×*=]\s*\d",
+                  "In simple terms, what is an epoch?": r"^(An?|The) [\w' -]+? (is|are|means|measures|splits)\b"}
 
 
 def _env(**extra):
@@ -24,10 +26,10 @@ def _train(cwd, *args, timeout=900): return _cli(cwd, "train", "--quick", *args,
 
 def good_answer(rec) -> bool:
     "An answer in the form of the training answers: ended at the end-of-sentence token, no loop, about the subject asked."
-    from sft_course.monitor import has_loop
+    from sft_course.monitor import is_looping
     from sft_course.runs import split_reasoning
     answer = split_reasoning(rec["output"])[1]
-    return bool(rec["ended"] and answer and not has_loop(rec["output"]) and re.search(WATCH_SUBJECTS[rec["prompt"]], answer))
+    return bool(rec["ended"] and answer and not is_looping(rec["output"]) and re.search(WATCH_SUBJECTS[rec["prompt"]], answer))
 
 
 @pytest.fixture(scope="module")
@@ -79,20 +81,21 @@ def _final_loss(out):
 
 
 @pytest.mark.slow
-def test_resume_from_every_checkpoint_reproduces_the_run(quick_run, tmp_path):
-    "Issue 16: resuming from each checkpoint of a quick run reproduces the uninterrupted final loss (to 1e-4 on a CPU)."
-    _, out, _ = quick_run
-    full = json.loads((out/"summary.json").read_text())
-    cks = sorted((c for c in out.glob("checkpoint-*") if int(c.name.split("-")[1]) < full["steps"]), key=lambda c: int(c.name.split("-")[1]))
-    assert len(cks) >= 3, cks
+def test_resume_from_every_checkpoint_reproduces_the_run(tmp_path):
+    """Issue 16: resuming from each checkpoint reproduces the uninterrupted run's final losses (to 1e-4 on a CPU).
+    Checkpoints every 50 steps fall inside epochs 1 and 2 (60 steps each), where transformers' length-grouped sampler
+    used to reshuffle differently after a resume."""
+    from sft_course.train import run_example
+    kw = dict(quick=True, max_steps=180, save_steps=50, eval_steps=50, disable_tqdm=True)
+    full = run_example(output_dir=str(tmp_path/"full"), **kw).summary
+    cks = sorted((c for c in (tmp_path/"full").glob("checkpoint-*") if int(c.name.split("-")[1]) < 180), key=lambda c: int(c.name.split("-")[1]))
+    assert [c.name for c in cks] == ["checkpoint-50", "checkpoint-100", "checkpoint-150"]
     for ck in cks:
         d = tmp_path/ck.name
-        shutil.copytree(out, d)
+        shutil.copytree(tmp_path/"full", d)
         for c in d.glob("checkpoint-*"):
             if int(c.name.split("-")[1]) > int(ck.name.split("-")[1]): shutil.rmtree(c)
-        r = _train(tmp_path, "--output-dir", str(d))
-        assert r.returncode == 0, r.stderr[-3000:]
-        s = json.loads((d/"summary.json").read_text())
+        s = run_example(output_dir=str(d), **kw).summary
         assert s["resumed_from"] == ck.name and s["steps"] == full["steps"]
         assert abs(s["final_train_loss"] - full["final_train_loss"]) < 1e-4, (ck.name, s["final_train_loss"], full["final_train_loss"])
         assert abs(s["final_eval_loss"] - full["final_eval_loss"]) < 1e-4, (ck.name, s["final_eval_loss"], full["final_eval_loss"])
@@ -104,7 +107,7 @@ def test_sigkill_then_resume_from_the_checkpoint(tmp_path):
     p = subprocess.Popen([EXE, "train", "--quick", "--max-steps", "120", "--output-dir", str(out)], cwd=tmp_path,
                          env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 900
-    while not (out/"checkpoint-50"/"trainer_state.json").exists():
+    while not (out/"checkpoint-60"/"trainer_state.json").exists():
         assert p.poll() is None, "training ended before its first checkpoint"
         assert time.time() < deadline, "no checkpoint within 15 minutes"
         time.sleep(0.2)
@@ -114,7 +117,6 @@ def test_sigkill_then_resume_from_the_checkpoint(tmp_path):
     from sft_course.runs import checkpoints
     complete = checkpoints(out)
     before = {c.name: _digest(c) for c in complete}
-    assert "checkpoint-100" not in before or (out/"checkpoint-100").exists()
 
     r = _train(tmp_path, "--max-steps", "120", "--output-dir", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -132,7 +134,7 @@ def test_ctrl_c_stops_cleanly_and_names_the_checkpoint(tmp_path):
     p = subprocess.Popen([EXE, "train", "--quick", "--output-dir", str(out)], cwd=tmp_path, env=_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 900
-    while not (out/"checkpoint-50"/"trainer_state.json").exists():
+    while not (out/"checkpoint-60"/"trainer_state.json").exists():
         assert p.poll() is None and time.time() < deadline
         time.sleep(0.2)
     time.sleep(1)
@@ -223,19 +225,20 @@ def test_tiny_max_steps_reports_without_a_traceback(tmp_path):
 
 
 @pytest.mark.slow
-def test_damaged_last_checkpoint_is_skipped(quick_run, tmp_path):
+def test_damaged_last_checkpoint_is_skipped(tmp_path):
     "A cut-off optimizer.pt, an empty trainer_state.json or a truncated model in the newest checkpoint: the resume skips it."
-    _, out, _ = quick_run
+    base = tmp_path/"base"
+    r = _train(tmp_path, "--max-steps", "130", "--output-dir", str(base))
+    assert r.returncode == 0, r.stderr[-2000:]
     for damage in ("optimizer.pt", "trainer_state.json", "model.safetensors"):
         d = tmp_path/damage
-        shutil.copytree(out, d)
-        for c in d.glob("checkpoint-*"):
-            if int(c.name.split("-")[1]) > 150: shutil.rmtree(c)
-        f = d/"checkpoint-150"/damage
+        shutil.copytree(base, d)
+        shutil.rmtree(d/"checkpoint-130")
+        f = d/"checkpoint-120"/damage
         f.write_bytes(b"" if damage == "trainer_state.json" else f.read_bytes()[: f.stat().st_size // 3])
-        r = _train(tmp_path, "--output-dir", str(d))
+        r = _train(tmp_path, "--max-steps", "130", "--output-dir", str(d))
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
-        assert "skipped checkpoint-150" in r.stdout and "resumed from checkpoint-100" in r.stdout, r.stdout
+        assert "skipped checkpoint-120" in r.stdout and "resumed from checkpoint-60" in r.stdout, r.stdout
 
 
 def test_run_example_accepts_each_dataset_form(tmp_path):
