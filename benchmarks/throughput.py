@@ -503,8 +503,8 @@ def gpu_main(a):
                      memory_cap_gb=cap / 1e9 if cap else None)
             est = estimate_memory(cfg, args, lora=PROFILES[lora].lora if lora else None,
                                   dtype="float16" if lora else "float32", seq_len=ml or 1024)
-            m["estimate_gib"] = round(est.total_gb * 1e9 / GiB, 3)
-            m["estimate_without_overhead_gib"] = round((est.total_gb - est.overhead_gb) * 1e9 / GiB, 3)
+            m["estimate_gib"] = round(est.total_gib, 3)
+            m["estimate_without_overhead_gib"] = round(est.total_gib - est.overhead_gib, 3)
             if recipe != "seed" and not lora and a.check:
                 batch_rows = list(trainer.train_dataset.select(range(min(4, len(trainer.train_dataset)))))
                 try: m["max_per_example_loss_diff"] = loss_check(trainer.model, trainer.data_collator, batch_rows, tol=a.gpu_tol)

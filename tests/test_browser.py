@@ -4,7 +4,7 @@ Select these alone with `pytest -m browser`. Screenshots are saved in test-artif
 """
 import pytest
 
-from browser import CHROMIUM_FLAGS, Lab, chromium_path, drag_slider, run_notebook, shot
+from browser import CHROMIUM_FLAGS, Lab, chromium_path, run_notebook, shot
 
 pytestmark = pytest.mark.browser
 
@@ -46,31 +46,3 @@ def test_assessment_widget_responds_to_a_click(lab, page):
     shot(widget, "assessment_widget.png")
 
 
-def _src(img): return img.get_attribute("src") or ""
-
-
-def test_loss_explorer_slider_and_run_change_plot_and_diagnosis(lab, page):
-    "Chapter 5: dragging the smoothing slider and picking another run redraw the plot and update the diagnosis."
-    explorer = run_notebook(page, lab, "05_monitoring.ipynb", ".sft-loss-explorer")
-    plot, diagnosis = explorer.locator(".sft-loss-plot").first, explorer.locator(".sft-diagnosis").first
-    plot.wait_for(timeout=60_000)
-    shot(explorer, "loss_explorer_before.png")
-    img0, diag0 = _src(plot), diagnosis.inner_text()
-
-    slider = explorer.locator(".widget-slider", has_text="smoothing").first
-    drag_slider(page, slider, 0.95)
-    page.wait_for_function("([el, s]) => el.getAttribute('src') !== s", arg=[plot.element_handle(), img0], timeout=60_000)
-    img1, diag1 = _src(plot), diagnosis.inner_text()
-    assert img1 != img0 and diag1 != diag0
-    shot(explorer, "loss_explorer_smoothed.png")
-
-    run = explorer.locator(".widget-dropdown", has_text="run").locator("select").first
-    status0 = diagnosis.locator(".sft-diagnosis-status").first.get_attribute("data-status")
-    target = "simulated diverging" if status0 != "diverging" else "simulated healthy"
-    run.select_option(label=target)
-    page.wait_for_function("([el, s]) => el.getAttribute('src') !== s", arg=[plot.element_handle(), img1], timeout=60_000)
-    page.wait_for_function("([el, s]) => el.querySelector('.sft-diagnosis-status').dataset.status !== s",
-                           arg=[diagnosis.element_handle(), status0], timeout=60_000)
-    status1 = diagnosis.locator(".sft-diagnosis-status").first.get_attribute("data-status")
-    assert status1 == target.split()[-1], status1
-    shot(page, "loss_explorer_after.png")

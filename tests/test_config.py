@@ -87,7 +87,7 @@ def test_profiles_interface():
     assert tuple(PROFILES) == PROFILE_NAMES
     for p in PROFILES.values():
         assert isinstance(p, Profile) and p.torch_dtype in ("float32", "float16", "bfloat16") and p.attn_implementation
-        assert p.args["report_to"] == C.default_report_to() and "disable_tqdm" not in p.args and p.args.get("save_total_limit")
+        assert "report_to" not in p.args and "disable_tqdm" not in p.args and p.args.get("save_total_limit")
     assert PROFILES["cpu-quick"].model == "offline"
     assert PROFILES["colab-t4-lora"].model == PROFILES["gpu-lora"].model == PROFILES["gpu-full"].model == DEEPSEEK_MODEL_ID
     assert PROFILES["gpu-lora"].torch_dtype == "bfloat16" and PROFILES["gpu-lora"].lora == LORA_DEFAULTS
@@ -103,6 +103,18 @@ def test_make_config_builds_every_profile(name):
         args = make_config(name, check_hardware=False)
     assert isinstance(args, SFTConfig) and args.output_dir == f"runs/{name}"
     assert not (args.fp16 and args.bf16) and args.report_to == ([] if C.default_report_to() == "none" else ["trackio"])
+
+
+def test_report_to_is_the_learners_choice(monkeypatch):
+    "Every profile logs to default_report_to(): $SFT_COURSE_REPORT_TO if set, else trackio where installed, else none."
+    import importlib.util
+    monkeypatch.delenv(C.REPORT_TO_VAR, raising=False)
+    want = "trackio" if importlib.util.find_spec("trackio") else "none"
+    assert C.default_report_to() == want
+    assert make_config("cpu-quick").report_to == ([] if want == "none" else [want])
+    monkeypatch.setenv(C.REPORT_TO_VAR, "tensorboard")
+    assert make_config("cpu-quick").report_to == ["tensorboard"] and make_config("cpu-quick", report_to="none").report_to == []
+    assert make_config("cpu-quick").project == "sft-course"
 
 
 def test_cpu_quick_is_fp32_and_fits_a_short_run(tmp_path):

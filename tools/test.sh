@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 export SFT_COURSE_CACHE="${SFT_COURSE_CACHE:-$(mktemp -d)/sft-course-cache}"
+# Runs log to no tracker while testing (the learner's default is trackio where installed: chapter 3's default_report_to).
+export SFT_COURSE_REPORT_TO="${SFT_COURSE_REPORT_TO:-none}"
 
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   before=$(git status --porcelain)
