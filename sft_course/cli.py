@@ -7,14 +7,14 @@ Docs: https://sft-course.github.io/sft-course/cli.html.md"""
 # %% auto #0
 __all__ = ['main']
 
-# %% ../nbs/07_cli.ipynb #72e6dfd2
+# %% ../nbs/07_cli.ipynb #12c6423d
 import sys, tempfile, traceback
 from pathlib import Path
 
 from .errors import SFTCourseError
 from .commands import build_parser, print_error
 
-# %% ../nbs/07_cli.ipynb #4adf4b40
+# %% ../nbs/07_cli.ipynb #4ac76255
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         ) -> int:
     "Entry point of the `sft-course` console script: course errors as what/where/fix, anything else as one line and a log."
@@ -39,5 +39,5 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
               "(or run again with --debug)", file=sys.stderr)
         return 1
 
-# %% ../nbs/07_cli.ipynb #901a8d07
+# %% ../nbs/07_cli.ipynb #4116e7fd
 if __name__ == "__main__": sys.exit(main())

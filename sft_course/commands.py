@@ -8,7 +8,7 @@ Docs: https://sft-course.github.io/sft-course/commands.html.md"""
 __all__ = ['SHELL_WORDS', 'MAX_STEPS_LIMIT', 'for_shell', 'print_error', 'check_train_options', 'write_run_report', 'cmd_train',
            'cmd_plan', 'cmd_diagnose', 'cmd_env', 'build_parser']
 
-# %% ../nbs/07b_commands.ipynb #38c992d9
+# %% ../nbs/07b_commands.ipynb #8e29b1e7
 import argparse, json, sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +16,7 @@ from pathlib import Path
 from .environment import PROFILE_NAMES, check_environment, recommended_profile, rehearsing
 from .errors import ConfigError, HardwareError, SFTCourseError
 
-# %% ../nbs/07b_commands.ipynb #fa435cc2
+# %% ../nbs/07b_commands.ipynb #a41b87c4
 SHELL_WORDS = {"resume=True": "resume (drop --no-resume)", "resume=False": "--no-resume",
                "output_dir=": "--output-dir ", "output_dir": "--output-dir", "max_steps=": "--max-steps ",
                "make_config('auto')": "--profile auto", "model_id='offline'": "--quick", "quick=True": "--quick"}
@@ -33,7 +33,7 @@ def print_error(e:SFTCourseError, file=None):
     if e.where: print(f"  where: {for_shell(e.where)}", file=file)
     if e.fix: print(f"  fix:   {for_shell(e.fix)}", file=file)
 
-# %% ../nbs/07b_commands.ipynb #9eec98ef
+# %% ../nbs/07b_commands.ipynb #75e8de87
 MAX_STEPS_LIMIT = 10_000_000 # a run longer than this is a typo
 
 def check_train_options(args) -> None:
@@ -56,7 +56,7 @@ def check_train_options(args) -> None:
                                 f"{env.device!r}.", where="--profile",
                                 fix="Use --quick (the offline stand-in), or run on a machine with a GPU (Colab: a T4).")
 
-# %% ../nbs/07b_commands.ipynb #6dbc773e
+# %% ../nbs/07b_commands.ipynb #574c9d2d
 def write_run_report(result, # a RunResult from run_example
                     ) -> dict:
     "Write loss_curve.png and diagnosis.md next to summary.json and samples.jsonl (adding the diagnosis and sample quality to the summary); return {name: path}."
@@ -72,7 +72,7 @@ def write_run_report(result, # a RunResult from run_example
     text = diagnosis._repr_markdown_() + ("\n\n## Sample quality\n\n" + quality._repr_markdown_() if quality else "")
     (out/"diagnosis.md").write_text(text + "\n")
     result.summary["diagnosis"] = diagnosis.status
-    if quality: result.summary["sample_quality"] = quality.first_and_last()
+    if quality: result.summary["sample_quality"] = quality.summary()
     (out/"summary.json").write_text(json.dumps(result.summary, indent=2))
     return {"loss curve": out/"loss_curve.png", "diagnosis": out/"diagnosis.md",
             "samples": out/"samples.jsonl", "summary": out/"summary.json", "model": out/"final"}
@@ -106,7 +106,7 @@ def cmd_train(args):
     for k, v in paths.items(): print(f"{k:>10}: {v}")
     return 0
 
-# %% ../nbs/07b_commands.ipynb #6753fb43
+# %% ../nbs/07b_commands.ipynb #e8c433a4
 def cmd_plan(args):
     from sft_course.config import get_profile, make_config, plan
     from sft_course.data import sample_dataset
@@ -138,7 +138,7 @@ def cmd_env(args):
     else: print(env)
     return 0
 
-# %% ../nbs/07b_commands.ipynb #aaf28f85
+# %% ../nbs/07b_commands.ipynb #eaa758ae
 def build_parser() -> argparse.ArgumentParser:
     "The `sft-course` argument parser, one subcommand per job."
     p = argparse.ArgumentParser(prog="sft-course", description="Supervised fine-tuning with TRL: the course's jobs from a shell.")

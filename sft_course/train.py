@@ -7,7 +7,7 @@ Docs: https://sft-course.github.io/sft-course/training.html.md"""
 # %% auto #0
 __all__ = ['WATCH_PROMPTS', 'load_model_and_tokenizer', 'build_trainer', 'run_example']
 
-# %% ../nbs/04_training.ipynb #c4e3aca4
+# %% ../nbs/04_training.ipynb #449c17d7
 import json, time
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,7 +23,7 @@ from .data import add_empty_reasoning, fold_system_prompt, load_smoltalk, sample
 from .config import check_config, get_profile, lora_config, make_config
 from .runs import *
 
-# %% ../nbs/04_training.ipynb #1390c29e
+# %% ../nbs/04_training.ipynb #285bdf43
 def load_model_and_tokenizer(model_id:str=MODEL_ID, # Hub id, local directory, or 'offline' for the stand-in
                              profile="auto", # profile (or its name) deciding dtype and attention ('auto': this machine's)
                             ):
@@ -42,7 +42,7 @@ def load_model_and_tokenizer(model_id:str=MODEL_ID, # Hub id, local directory, o
                              fix="Check the id and your connection, or use model_id='offline'.") from e
     return model, tokenizer
 
-# %% ../nbs/04_training.ipynb #1d6ba191
+# %% ../nbs/04_training.ipynb #7c5a24c9
 def build_trainer(model, tokenizer, train_dataset,
                   eval_dataset=None, # None: no evaluation (then eval_strategy must be 'no')
                   args:SFTConfig|None=None, # None: make_config('auto')
@@ -64,10 +64,10 @@ def build_trainer(model, tokenizer, train_dataset,
     trainer.data_report, trainer.config_issues = report, issues
     return trainer
 
-# %% ../nbs/04_training.ipynb #3f3bccb8
+# %% ../nbs/04_training.ipynb #addb6b31
 WATCH_PROMPTS = ["What is the capital of Norway?", "What is 12 plus 30?", "In simple terms, what is an epoch?"]
 
-# %% ../nbs/04_training.ipynb #1acfa212
+# %% ../nbs/04_training.ipynb #dbda20f6
 def run_example(profile:str="auto", # a PROFILES name, or 'auto' for this machine's
                 model_id:str|None=None, # Hub id, local directory or 'offline' (None: the profile's model)
                 dataset=None, # Dataset, DatasetDict or {'train': ..., 'test': ...}; None: smoltalk (the samples for the stand-in)
