@@ -81,9 +81,9 @@ _T4_AND_BF16_LORA = dict(_COMMON, num_train_epochs=1, per_device_train_batch_siz
                          max_length=1024, activation_checkpointing=True, train_sampling_strategy="group_by_length")
 
 PROFILES = {p.name: p for p in [
-    Profile("cpu-quick", "the offline stand-in model on any laptop, fp32, 3 epochs of the 480 sample conversations",
-            dict(_COMMON, num_train_epochs=3, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                 learning_rate=2e-3, warmup_steps=0.05, eval_steps=50, save_steps=50, max_length=512,
+    Profile("cpu-quick", "the offline stand-in model on any laptop, fp32, 8 epochs of the 480 sample conversations",
+            dict(_COMMON, num_train_epochs=8, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+                 learning_rate=4e-3, warmup_steps=0.05, eval_steps=60, save_steps=60, max_length=512,
                  bf16=False, fp16=False, activation_checkpointing=False, train_sampling_strategy="group_by_length",
                  dataloader_pin_memory=False)),
     Profile("colab-t4-lora", "LoRA adapters on an fp16 DeepSeek-R1-Distill-Qwen-1.5B, for a free Colab T4 (no bf16, no FlashAttention)",
