@@ -7,7 +7,7 @@ Docs: https://sft-course.github.io/sft-course/evaltools.html.md"""
 # %% auto #0
 __all__ = ['JSON_SYSTEM', 'JSON_KEYS', 'TOPIC_TASK', 'as_output', 'answer_part', 'Check', 'ends_with_eos', 'valid_json',
            'json_keys', 'matches', 'as_check', 'all_of', 'AdherenceReport', 'format_adherence', 'Comparison',
-           'compare_generations', 'json_task', 'write_topic_task', 'complete_model_card']
+           'compare_generations', 'json_task', 'json_prompt', 'write_topic_task', 'complete_model_card']
 
 # %% ../nbs/06b_evaltools.ipynb #12d92cb5
 import json, re
@@ -145,6 +145,7 @@ class AdherenceReport:
     def failures(self) -> list:
         "(index, text, reason) for every failing output."
         return [(i, o["text"], r) for i, (o, r) in enumerate(zip(self.outputs, self.reasons)) if r is not None]
+    def __repr__(self): return f"AdherenceReport({self.check!r}: {self.n_passed} of {len(self.outputs)} pass)" # a summary; the outputs stay on the object
 
     def _repr_markdown_(self, show:int=5):
         head = f"**{self.check}**: {self.n_passed} of {len(self.outputs)} outputs pass ({self.share:.0%})."
@@ -184,6 +185,7 @@ class Comparison:
     def adherence(self, check) -> tuple:
         "(base report, fine-tuned report) of `format_adherence` with `check`."
         return format_adherence(self.base, check, self.prompts), format_adherence(self.tuned, check, self.prompts)
+    def __repr__(self): return f"Comparison({len(self.prompts)} prompts, base and fine-tuned)"
 
     def _repr_markdown_(self):
         return md_table(("prompt", "base model", "fine-tuned"),
@@ -223,7 +225,7 @@ JSON_SYSTEM = 'Reply with a JSON object with the keys "topic" and "answer", and 
 JSON_KEYS = ("topic", "answer")
 
 def json_task(dataset, # conversations in smoltalk's schema with a `source` column (e.g. sample_dataset()['train'])
-              system:str=JSON_SYSTEM, # the instruction, as a system turn
+              system:str=JSON_SYSTEM, # the instruction, folded into the user turn before the question (no system turn)
              ) -> Dataset:
     "The structured-output task: each conversation's first question, answered with JSON `{topic, answer}`."
     rows = []
@@ -234,7 +236,13 @@ def json_task(dataset, # conversations in smoltalk's schema with a `source` colu
                                       where="dataset", fix="Use the course's sample_dataset() splits.")
         answer = json.dumps({"topic": r["source"], "answer": answer_part(turns[1]["content"])})
         rows.append(to_messages(turns[0]["content"], EMPTY_REASONING + answer, system=system, metadata={"source": r["source"]}))
-    return fold_system_prompt(Dataset.from_list(rows)) # DeepSeek's model card: no system turn (chapter 2)
+    return Dataset.from_list(fold_system_prompt(rows)) # DeepSeek's model card: no system turn (chapter 2)
+
+def json_prompt(question:str, # what to ask
+                system:str=JSON_SYSTEM, # the instruction, folded into the user turn as `json_task` does
+               ) -> list:
+    "The task's prompt for a new question: the messages of a `json_task` row without its answer."
+    return fold_system_prompt([{"messages": [{"role": "system", "content": system}, {"role": "user", "content": question}]}])[0]["messages"]
 
 # %% ../nbs/06b_evaltools.ipynb #9247d01e
 TOPIC_TASK = "sft_course_topics" # the task name in the harness
@@ -250,7 +258,8 @@ def write_topic_task(dataset, # json_task rows (e.g. json_task(sample_dataset()[
     docs = []
     for r in dataset:
         prompt = tokenizer.apply_chat_template(r["messages"][:-1], tokenize=False, add_generation_prompt=True)
-        docs.append(dict(prompt=prompt + EMPTY_REASONING[len("<think>\n"):] + '{"topic": "', label=topics.index(r["source"])))
+        rest = EMPTY_REASONING.removeprefix("<think>\n") # the generation prompt already ends with `<think>\n`
+        docs.append(dict(prompt=prompt + rest + '{"topic": "', label=topics.index(r["source"])))
     (folder/f"{name}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     yaml = (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {folder/name}.jsonl\n"
             f"test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{{{prompt}}}}'\n"

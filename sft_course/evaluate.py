@@ -6,14 +6,15 @@ Docs: https://sft-course.github.io/sft-course/evaluation.html.md"""
 
 # %% auto #0
 __all__ = ['AdherenceReport', 'Check', 'Comparison', 'EMPTY_REASONING', 'JSON_KEYS', 'JSON_SYSTEM', 'TOPIC_TASK', 'all_of',
-           'compare_generations', 'complete_model_card', 'ends_with_eos', 'format_adherence', 'json_keys', 'json_task',
-           'matches', 'valid_json', 'write_topic_task']
+           'compare_generations', 'complete_model_card', 'ends_with_eos', 'format_adherence', 'json_keys',
+           'json_prompt', 'json_task', 'matches', 'valid_json', 'write_topic_task']
 
 # %% ../nbs/06_evaluation.ipynb #ac23ac13
 from .evaltools import (
     AdherenceReport, Check, Comparison, EMPTY_REASONING, JSON_KEYS, JSON_SYSTEM, TOPIC_TASK, all_of, compare_generations,
-    complete_model_card, ends_with_eos, format_adherence, json_keys, json_task, matches, valid_json, write_topic_task)
+    complete_model_card, ends_with_eos, format_adherence,
+    json_keys, json_prompt, json_task, matches, valid_json, write_topic_task)
 
 _all_ = ["AdherenceReport", "Check", "Comparison", "EMPTY_REASONING", "JSON_KEYS", "JSON_SYSTEM", "TOPIC_TASK", "all_of",
-         "compare_generations", "complete_model_card", "ends_with_eos", "format_adherence", "json_keys", "json_task",
-         "matches", "valid_json", "write_topic_task"]
+         "compare_generations", "complete_model_card", "ends_with_eos", "format_adherence", "json_keys", "json_prompt",
+         "json_task", "matches", "valid_json", "write_topic_task"]

@@ -8,7 +8,7 @@ import pytest
 from sft_course.errors import ConfigError, DataValidationError, SFTCourseError
 from sft_course.evaluate import (EMPTY_REASONING, JSON_KEYS, JSON_SYSTEM, TOPIC_TASK, AdherenceReport, all_of,
                                  compare_generations, complete_model_card, ends_with_eos, format_adherence, json_keys,
-                                 json_task, matches, valid_json, write_topic_task)
+                                 json_prompt, json_task, matches, valid_json, write_topic_task)
 
 # The mini-project's settings, as chapter 6 trains them (the notebook uses seed 0; this test another seed).
 STEPS, LR, SEED = 200, 5e-3, 1
@@ -53,16 +53,39 @@ def test_checks_look_at_the_answer_after_the_reasoning():
     assert "1 of 2 outputs pass (50%)" in md and "nope \\| pipe" in md and "| 1 | q2 |" in md
 
 
-def test_json_task_rows_open_with_the_empty_reasoning_block(sample):
+def test_json_task_rows_fold_the_instruction_and_open_with_the_empty_reasoning_block(sample):
+    "No system turn (DeepSeek-R1-Distill's model card): the instruction opens the user turn; answers open with chapter 2's block."
+    from sft_course.data import EMPTY_REASONING as CHAPTER_2_BLOCK
+    assert EMPTY_REASONING == CHAPTER_2_BLOCK == "<think>\n</think>\n\n"
     task = json_task(sample["test"])
     assert len(task) == len(sample["test"])
-    for row in task:
-        system, user, assistant = row["messages"]
-        assert system == {"role": "system", "content": JSON_SYSTEM} and user["role"] == "user"
+    for row, original in zip(task, sample["test"]):
+        user, assistant = row["messages"]
+        question = next(m["content"] for m in original["messages"] if m["role"] == "user")
+        assert user == {"role": "user", "content": f"{JSON_SYSTEM}\n\n{question}"} and assistant["role"] == "assistant"
+        assert json_prompt(question) == [user]
         assert assistant["content"].startswith(EMPTY_REASONING)
         value = json.loads(assistant["content"][len(EMPTY_REASONING):])
         assert sorted(value) == ["answer", "topic"] and value["topic"] == row["source"] and "</think>" not in value["answer"]
+    assert json_task(sample["test"], system="Answer in JSON.")[0]["messages"][0]["content"].startswith("Answer in JSON.\n\n")
     with pytest.raises(DataValidationError): json_task([{"messages": [{"role": "user", "content": "hi"}]}])
+
+
+def test_training_text_continues_the_prompts_of_generation_and_of_the_harness(sample, offline_dir, tmp_path):
+    "Rendered for training, each row starts with its generation prompt (token for token) and with the harness's prompt."
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import get_training_chat_template
+    from sft_course.data import template_parity
+    tok = AutoTokenizer.from_pretrained(offline_dir)
+    task = json_task(sample["test"])
+    report = template_parity(task, tok, max_length=256)
+    assert report.ok and report.summary["answers_in_parity"] == len(task), report.summary
+    write_topic_task(task, tok, tmp_path)
+    docs = [json.loads(line) for line in (tmp_path/f"{TOPIC_TASK}.jsonl").read_text().splitlines()]
+    template = get_training_chat_template(tok)
+    for row, doc in zip(task, docs, strict=True):
+        text = tok.apply_chat_template(row["messages"], tokenize=False, chat_template=template)
+        assert doc["prompt"].endswith('<｜Assistant｜><think>\n</think>\n\n{"topic": "') and text.startswith(doc["prompt"])
 
 
 def test_complete_model_card_needs_a_draft(tmp_path):
@@ -136,8 +159,9 @@ def test_adherence_improves_after_training(trained):
     before, after = cmp.adherence(json_keys(*JSON_KEYS))
     ended_before, ended_after = cmp.adherence(ends_with_eos())
     print(f"seed {SEED}: json_keys {before.share:.2f} -> {after.share:.2f}, ends {ended_before.share:.2f} -> {ended_after.share:.2f}")
-    assert before.share == 0 and after.share >= 0.2  # measured 0.32 to 0.72 over seeds
-    assert ended_after.share > ended_before.share + 0.2
+    # Measured with seeds 0 to 4: json_keys 0 -> 0.17 to 0.55 (0.28 with seed 1), ends 0 -> 0.20 to 0.63 (0.28 with seed 1).
+    assert before.share == 0 and after.share >= 0.1
+    assert ended_after.share > ended_before.share + 0.1
 
 
 @pytest.mark.slow
@@ -155,7 +179,8 @@ def test_lm_eval_runs_on_the_local_task_offline(trained, tmp_path):
     after = run()
     print(f"{TOPIC_TASK} acc: {before['acc,none']:.3f} -> {after['acc,none']:.3f}")
     assert before["sample_len"] == after["sample_len"] == len(trained["test"])
-    assert after["acc,none"] > before["acc,none"] + 0.1  # 60 questions: 6 more right than the base model (measured: +0.18 with seed 1, +0.30 with seed 0)
+    # 60 questions: at least 7 more right than the base model (measured with seeds 0 to 4: 0.067 -> 0.27 to 0.45; 0.45 with seed 1).
+    assert after["acc,none"] > before["acc,none"] + 0.1
 
 
 @pytest.mark.slow
@@ -164,7 +189,7 @@ def test_merged_model_reloads_and_answers_like_the_adapter_model(trained, tmp_pa
     from transformers import AutoModelForCausalLM
     from sft_course.train import generate
     trainer, tok = trained["trainer"], trained["tokenizer"]
-    fixed = [{"role": "system", "content": JSON_SYSTEM}, {"role": "user", "content": "What is the capital of Japan?"}]
+    fixed = json_prompt("What is the capital of Japan?")
     adapter_answer = generate(trainer.model, tok, fixed, max_new_tokens=64)
     trainer.create_model_card(model_name="stand-in-json-topics")
     card = complete_model_card(trainer.args.output_dir, "stand-in-json-topics", data="The JSON task.", intended_use="Teaching.",
