@@ -205,9 +205,10 @@ def check_profile(profile:"str|Profile", # a profile or its name
                  ) -> ConfigIssues:
     "`check_config` for a profile with overrides, on the machine it is made for, knowing its LoRA and attention choices."
     p = profile if isinstance(profile, Profile) else PROFILES.get(profile) or get_profile(profile) # as made, never swapped
-    # the stand-in is not pretrained: neither learning-rate range applies, so `lora` stays unknown for it
-    return check_config({**p.args, **overrides}, train_size=n_train, has_eval_dataset=True, env=env or target_env(p),
-                        attn_implementation=p.attn_implementation, lora=None if p.model == OFFLINE else p.lora is not None)
+    issues = check_config({**p.args, **overrides}, train_size=n_train, has_eval_dataset=True, env=env or target_env(p),
+                          attn_implementation=p.attn_implementation, lora=None if p.model == OFFLINE else p.lora is not None)
+    # the stand-in starts from random weights: the learning-rate ranges of fine-tuning a pretrained model do not apply
+    return ConfigIssues([i for i in issues if p.model != OFFLINE or i.rule != "learning-rate-range"])
 
 # %% ../nbs/03_sft_config.ipynb #3df6f137
 import ipywidgets as widgets

@@ -108,13 +108,14 @@ def from_trainer(cls:LossHistory, trainer, # a transformers Trainer (SFTTrainer 
 # %% ../nbs/05a_history.ipynb #791b982a
 def _state_file(path:Path) -> Path:
     "The trainer_state.json to read for `path` (a file, a checkpoint folder or an output directory)."
-    from sft_course.train import last_checkpoint
+    from sft_course.runs import checkpoints
     if path.is_file(): return path
     if not path.is_dir():
         raise CheckpointError(f"There is no file or directory {str(path)!r} to read a training history from.", where=str(path),
                               fix="Pass a run's output_dir, one of its checkpoint-* folders, or a trainer_state.json file.")
     found = [path/"trainer_state.json"] if (path/"trainer_state.json").is_file() else []
-    if (last := last_checkpoint(path)) is not None: found.append(last/"trainer_state.json")
+    # the newest checkpoint-N that holds a trainer_state.json (its weights are not needed to read the history)
+    found += [c/"trainer_state.json" for c in checkpoints(path, complete=False) if (c/"trainer_state.json").is_file()][-1:]
     if not found:
         raise CheckpointError(f"No trainer_state.json in {str(path)!r}, nor in a checkpoint-* folder inside it.", where=str(path),
                               fix="Save checkpoints while training (save_strategy='steps' or 'epoch') or call trainer.save_state() "
