@@ -7,8 +7,8 @@ Docs: https://sft-course.github.io/sft-course/sft_config.html.md"""
 # %% auto #0
 __all__ = ['DEEPSEEK_MODEL_ID', 'DEEPSEEK_SAMPLING', 'GREEDY_SHORT', 'REPORT_TO_VAR', 'PROFILES', 'REHEARSAL_SWAP',
            'TARGET_MACHINES', 'default_report_to', 'Profile', 'get_profile', 'lora_config', 'rehearsal_profile',
-           'make_config', 'target_env', 'check_profile', 'ConfigExplorer', 'config_explorer', 'GROUPS', 'PARAMETERS',
-           'RENAMED', 'VALUE_RULES', 'Explanation', 'Parameter', 'Renamed', 'bad_values', 'bf16_check_as',
+           'make_config', 'target_env', 'check_profile', 'for_profile', 'ConfigExplorer', 'config_explorer', 'GROUPS',
+           'PARAMETERS', 'RENAMED', 'VALUE_RULES', 'Explanation', 'Parameter', 'Renamed', 'bad_values', 'bf16_check_as',
            'changed_defaults', 'effective_default', 'explain', 'padding_share', 'parameters_table',
            'skip_hardware_checks', 'transformers_default', 'trl_default', 'DEEPSEEK_R1_DISTILL_QWEN_1_5B_CONFIG',
            'DTYPE_BYTES', 'GPU_MEMORY_GIB', 'GiB', 'LORA_DEFAULTS', 'MemoryEstimate', 'checkpoint_sizes',
@@ -207,7 +207,10 @@ def check_profile(profile:"str|Profile", # a profile or its name
     p = profile if isinstance(profile, Profile) else PROFILES.get(profile) or get_profile(profile) # as made, never swapped
     issues = check_config({**p.args, **overrides}, train_size=n_train, has_eval_dataset=True, env=env or target_env(p),
                           attn_implementation=p.attn_implementation, lora=None if p.model == OFFLINE else p.lora is not None)
-    # the stand-in starts from random weights: the learning-rate ranges of fine-tuning a pretrained model do not apply
+    return for_profile(p, issues)
+
+def for_profile(p:Profile, issues:ConfigIssues) -> ConfigIssues:
+    "`issues` without the learning-rate ranges for the stand-in: they are for pretrained models, it starts from random weights."
     return ConfigIssues([i for i in issues if p.model != OFFLINE or i.rule != "learning-rate-range"])
 
 # %% ../nbs/03_sft_config.ipynb #3df6f137
@@ -280,8 +283,8 @@ class ConfigExplorer(PictureWidget, widgets.VBox):
         env = target_env(p)
         try: self._plan = plan(kw, n); parts = ["#### Plan", self._plan._repr_markdown_()]
         except SFTCourseError as e: self._plan, parts = None, ["#### Plan", f"```\n{e}\n```"]
-        issues = check_config(kw, train_size=n, has_eval_dataset=True, env=env, attn_implementation=p.attn_implementation,
-                              lora=None if p.model == OFFLINE else lora is not None)
+        issues = for_profile(p, check_config(kw, train_size=n, has_eval_dataset=True, env=env, attn_implementation=p.attn_implementation,
+                                             lora=None if p.model == OFFLINE else lora is not None))
         m = estimate_memory(p.model, kw, lora=lora, dtype=p.torch_dtype if (lora is not None) == (p.lora is not None) else None)
         parts += [f"#### Issues on {env.gpu_name or env.device}", issues._repr_markdown_(), f"#### Memory", m._repr_markdown_()]
         return "\n\n".join(parts)

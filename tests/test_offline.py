@@ -1,5 +1,5 @@
 "The offline learning stack: stand-in model and tokenizer, DeepSeek's chat template, sample conversations."
-import json, math
+import json, math, os, sys
 import pytest, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -347,3 +347,33 @@ def test_local_hub_rebuilds_a_damaged_replica(tmp_path, hub):
     arrow.unlink()
     assert sorted(p.split(" ")[-1] for p in cache_problems(tmp_path/hub.path.name)) == ["changed", "missing"]
     assert cache_problems(local_hub(cache_dir=tmp_path).path) == []
+
+
+RUN_EXAMPLE_ON_THE_REPLICA = r'''
+import json, os, sys
+os.environ["SFT_COURSE_REHEARSAL"] = "1"  # the CPU swap of config.REHEARSAL_SWAP: what tools/rehearse.sh sets
+os.environ["SFT_COURSE_REPORT_TO"] = "none"
+from pathlib import Path
+from sft_course.offline import MODEL_ID
+from sft_course.train import run_example
+out = Path(sys.argv[1])
+r = run_example("colab-t4-lora", model_id=MODEL_ID, dataset=None, max_steps=3, output_dir=str(out))
+ck = sorted(p.name for p in out.glob("checkpoint-*"))
+state = json.loads((out/ck[-1]/"trainer_state.json").read_text())
+print("RESULT " + json.dumps({"checkpoints": ck, "global_step": state["global_step"], "adapter": (out/ck[-1]/"adapter_model.safetensors").is_file(),
+                              "final": sorted(p.name for p in (out/"final").iterdir()), "n_train": len(r.trainer.train_dataset), "n_eval": len(r.trainer.eval_dataset)}))
+'''
+
+
+def test_run_example_on_the_real_ids_trains_on_the_replica_and_checkpoints(hub, tmp_path):
+    "Issue #10: run_example(model_id=MODEL_ID, dataset=None, max_steps=3) loads smoltalk itself (the crash of the seed) and trains."
+    import json, subprocess
+    p = subprocess.run([sys.executable, "-c", RUN_EXAMPLE_ON_THE_REPLICA, str(tmp_path/"run")], env=os.environ | hub.env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.split("RESULT ", 1)[1])
+    # the rehearsal swap wins over the call's max_steps=3 (config.REHEARSAL_SWAP: 2 steps of one row on a CPU)
+    assert out["checkpoints"][-1] == "checkpoint-2" and out["global_step"] == 2
+    assert out["adapter"]  # the colab-t4-lora profile trains LoRA adapters: the checkpoint holds them
+    assert (out["n_train"], out["n_eval"]) == (480, 60)  # the replica's smoltalk train and test splits
+    assert "adapter_config.json" in out["final"] and "tokenizer_config.json" in out["final"]

@@ -24,6 +24,7 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 fi
 python tools/nbsync.py --check
 python tools/make_samples.py --check
+python tools/lesson_share.py --check >/dev/null  # a lesson's visible library code stays under a quarter of its lines
 echo "== nbdev-test"
 nbdev-test --n-workers "${NBDEV_TEST_WORKERS:-2}" --timing
 echo "== pytest"
