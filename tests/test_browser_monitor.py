@@ -19,8 +19,9 @@ pytestmark = pytest.mark.browser
 def _src(img): return img.get_attribute("src") or ""
 
 
-def _changed(page, el, before, timeout=60_000):
-    page.wait_for_function("([el, t]) => el.innerText !== t", arg=[el.element_handle(), before], timeout=timeout)
+def _shows(page, el, text, timeout=60_000):
+    "Wait until `el` shows `text` (a widget may clear its output before it draws the new one), and return its text."
+    page.wait_for_function("([el, t]) => el.innerText.includes(t)", arg=[el.element_handle(), text], timeout=timeout)
     return el.inner_text()
 
 
@@ -35,7 +36,7 @@ def test_loss_explorer_slider_run_and_guess(lab, page):
 
     drag_slider(page, explorer.locator(".widget-slider", has_text="smoothing").first, 0.95)
     page.wait_for_function("([el, s]) => el.getAttribute('src') !== s", arg=[plot.element_handle(), img0], timeout=60_000)
-    diag1 = _changed(page, diagnosis, diag0)
+    diag1 = _shows(page, diagnosis, "trend 0.9")
     assert "trend 0.9" in diag1, diag1[-300:]
 
     img1 = _src(plot)
@@ -44,13 +45,11 @@ def test_loss_explorer_slider_run_and_guess(lab, page):
     page.wait_for_function("el => el.innerText.startsWith('diverging')", arg=diagnosis.element_handle(), timeout=60_000)
     shot(explorer, "loss_explorer_diverging.png")
 
-    before = diagnosis.inner_text()
     explorer.get_by_text("guess first").click()
-    assert "your turn" in _changed(page, diagnosis, before)
+    assert "your turn" in _shows(page, diagnosis, "your turn")
     explorer.locator(".widget-dropdown", has_text="your guess").locator("select").first.select_option("diverging")
-    before = diagnosis.inner_text()
     explorer.get_by_role("button", name="Reveal").click()
-    text = _changed(page, diagnosis, before)
+    text = _shows(page, diagnosis, "You guessed")
     assert "You guessed diverging: right" in text and "simulated as diverging" in text, text[-400:]
     shot(page, "loss_explorer_revealed.png")
 
