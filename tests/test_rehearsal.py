@@ -113,3 +113,17 @@ def test_rehearse_sh_runs_the_plugin_over_notebooks():
                        text=True, timeout=300)
     items = [l for l in p.stdout.splitlines() if "::cell" in l]
     assert items == [f"tests/rehearsal/runner_demo.ipynb::cell {i} [cell{i:02d}]" for i in (2, 4, 5, 6, 8)], p.stdout
+
+
+def test_generation_cap_limits_new_tokens_only_inside_the_block():
+    "Notest cells ask for up to 1,024 new tokens; in the rehearsal they get REHEARSAL_SWAP's 64, and only there."
+    import torch
+    from sft_course.config import REHEARSAL_SWAP
+    from sft_course.offline import offline_model_and_tokenizer
+    model, tok = offline_model_and_tokenizer()
+    ids = tok("Hello", return_tensors="pt")["input_ids"]
+    new = lambda: model.generate(ids, max_new_tokens=100, min_new_tokens=100, do_sample=False, pad_token_id=tok.eos_token_id).shape[1] - ids.shape[1]
+    with torch.no_grad():
+        with rehearsal.generation_cap(): capped = new()
+        after = new()
+    assert (capped, after) == (REHEARSAL_SWAP["generation"]["max_new_tokens"], 100)

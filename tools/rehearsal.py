@@ -4,7 +4,8 @@ A pytest plugin (`python -m pytest -p rehearsal NOTEBOOKS`, with tools/ on the p
 of it). Each notebook runs in one execnb `CaptureShell` (the shell nbdev-test uses), in a fresh working folder; its
 `#| notest` cells are the test items, in notebook order, and its other cells run before them as setup, in order.
 `SFT_COURSE_REHEARSAL=1` makes `can_run(...)` say yes and swaps the GPU profiles for CPU ones
-(`sft_course.config.REHEARSAL_SWAP`); the Hugging Face cache variables point at `sft_course.offline.local_hub()`.
+(`sft_course.config.REHEARSAL_SWAP`, whose `max_new_tokens` also caps every `generate` call of a notest cell); the
+Hugging Face cache variables point at `sft_course.offline.local_hub()`.
 
 Two kinds of skip exist, written as a line in the notest cell:
     # rehearsal: skip (REASON)      the cell does not run (its data cannot be provided locally)
@@ -214,6 +215,24 @@ class CellFailed(Exception):
         self.where, self.source, self.tb, self.cause = where, source, tb, cause
 
 
+@contextlib.contextmanager
+def generation_cap():
+    """While a notest cell runs, `generate` makes at most `REHEARSAL_SWAP`'s `max_new_tokens` (64) new tokens. The real
+    cells ask for up to 1,024, which a CPU pays for token by token through the replica's 151,936-token output layer,
+    and the replica's random weights never stop early. The number lives in one place, `sft_course.config.REHEARSAL_SWAP`."""
+    import functools
+    from transformers.generation.utils import GenerationMixin
+    from sft_course.config import REHEARSAL_SWAP
+    cap, real = REHEARSAL_SWAP["generation"]["max_new_tokens"], GenerationMixin.generate
+    @functools.wraps(real)
+    def generate(self, *args, **kwargs):
+        if kwargs.get("max_new_tokens") is None or kwargs["max_new_tokens"] > cap: kwargs["max_new_tokens"] = cap
+        return real(self, *args, **kwargs)
+    GenerationMixin.generate = generate
+    try: yield
+    finally: GenerationMixin.generate = real
+
+
 class NotebookRun:
     "One shell per notebook: runs its cells in order, up to each notest cell, in a fresh working folder."
     def __init__(self, path:Path, cells:list, keep_going:bool=False):
@@ -306,7 +325,7 @@ class NotestCell(pytest.Item):
             pytest.skip(f"rehearsal: skip ({marker[1]})")
         self.run.run_setup_until(self.index)
         if marker:
-            with HubWrites() as hub: self.run.run_cell(self.index)
+            with HubWrites() as hub, generation_cap(): self.run.run_cell(self.index)
             if not hub.calls:
                 raise CellFailed(f"{self.name}: marked dry-run, but it made no Hub-writing call", self.cell.source,
                                  "Remove the marker, or make the call the marker is for.",
@@ -314,7 +333,7 @@ class NotestCell(pytest.Item):
             reason = f"dry-run ({marker[1]}); checked: {hub.summary()}"
             report["skipped"].append((self, reason))
             pytest.skip(f"rehearsal: {reason}")
-        self.run.run_cell(self.index)
+        with generation_cap(): self.run.run_cell(self.index)
 
     def teardown(self):
         if self.closes_run: self.run.close()
