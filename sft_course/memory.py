@@ -19,16 +19,16 @@ from transformers import PretrainedConfig
 from .display import code_span, md_table
 from .errors import ConfigError
 from .offline import MODEL_ID, OFFLINE
+from .replica import DEEPSEEK_CONFIG
 from .parameters import _view, bad_values
 
 # %% ../nbs/03c_memory.ipynb #eccad449
 GiB = 2**30 # bytes in a GiB, the course's one memory unit
 
-DEEPSEEK_R1_DISTILL_QWEN_1_5B_CONFIG = dict(
-    hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-    vocab_size=151936, tie_word_embeddings=False, max_position_embeddings=131072, rms_norm_eps=1e-6, rope_theta=10000,
-    dtype="bfloat16", # `torch_dtype` in the Hub's config.json: transformers 5 reads it as `dtype` (the old key warns)
-)
+# The published config.json (kept once, in the replica's notebook) as `Qwen2Config` arguments: transformers 5 reads the
+# Hub's `torch_dtype` as `dtype` (the old key warns); `architectures` and `transformers_version` are not model settings.
+DEEPSEEK_R1_DISTILL_QWEN_1_5B_CONFIG = {("dtype" if k == "torch_dtype" else k): v for k, v in DEEPSEEK_CONFIG.items()
+                                        if k not in ("architectures", "transformers_version")}
 LORA_DEFAULTS = dict(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
 
 # %% ../nbs/03c_memory.ipynb #48781f21
