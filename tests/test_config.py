@@ -426,12 +426,15 @@ def test_cpu_quick_trains_the_standin(tmp_path):
     from sft_course.data import sample_dataset
     ds = sample_dataset()
     model, tok = offline_model_and_tokenizer()
-    args = make_config("cpu-quick", output_dir=str(tmp_path), disable_tqdm=True, report_to="none")
+    # the profile's settings with plain TRL, for its first two epochs (the whole run is tested in test_train.py and run
+    # by chapters 4 and 7): the evaluation and save clocks fire, and the loss falls far below where it started
+    args = make_config("cpu-quick", output_dir=str(tmp_path), disable_tqdm=True, report_to="none", max_steps=120)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["test"], processing_class=tok)
     trainer.remove_callback(PrinterCallback)
     trainer.train()
+    first = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
-    assert len(evals) == 8 and evals[-1] < evals[0] - 1.0, evals
+    assert len(evals) == 2 and evals[-1] < evals[0] and evals[-1] < first - 2.0, (first, evals)
     assert len(list(tmp_path.glob("checkpoint-*"))) == args.save_total_limit
 
 

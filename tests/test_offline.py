@@ -357,11 +357,12 @@ from pathlib import Path
 from sft_course.offline import MODEL_ID
 from sft_course.train import run_example
 out = Path(sys.argv[1])
-r = run_example("colab-t4-lora", model_id=MODEL_ID, dataset=None, max_steps=3, output_dir=str(out))
+r = run_example("colab-t4-lora", model_id=MODEL_ID, dataset=None, max_steps=3, output_dir=str(out),
+                eval_strategy="no")  # training and its checkpoint are under test; the rehearsal runs chapter 4's evaluations
 ck = sorted(p.name for p in out.glob("checkpoint-*"))
 state = json.loads((out/ck[-1]/"trainer_state.json").read_text())
 print("RESULT " + json.dumps({"checkpoints": ck, "global_step": state["global_step"], "adapter": (out/ck[-1]/"adapter_model.safetensors").is_file(),
-                              "final": sorted(p.name for p in (out/"final").iterdir()), "n_train": len(r.trainer.train_dataset), "n_eval": len(r.trainer.eval_dataset)}))
+                              "final": sorted(p.name for p in (out/"final").iterdir()), "n_train": len(r.trainer.train_dataset)}))
 '''
 
 
@@ -375,5 +376,5 @@ def test_run_example_on_the_real_ids_trains_on_the_replica_and_checkpoints(hub, 
     # the rehearsal swap wins over the call's max_steps=3 (config.REHEARSAL_SWAP: 2 steps of one row on a CPU)
     assert out["checkpoints"][-1] == "checkpoint-2" and out["global_step"] == 2
     assert out["adapter"]  # the colab-t4-lora profile trains LoRA adapters: the checkpoint holds them
-    assert (out["n_train"], out["n_eval"]) == (480, 60)  # the replica's smoltalk train and test splits
+    assert out["n_train"] == 480  # the replica's smoltalk train split, loaded by run_example itself
     assert "adapter_config.json" in out["final"] and "tokenizer_config.json" in out["final"]

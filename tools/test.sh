@@ -28,4 +28,4 @@ python tools/lesson_share.py --check >/dev/null  # a lesson's visible library co
 echo "== nbdev-test"
 nbdev-test --n-workers "${NBDEV_TEST_WORKERS:-2}" --timing
 echo "== pytest"
-python -m pytest tests/ -q -ra --durations=20 "$@"
+python -m pytest tests/ -q -ra --durations=20 -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"  # a test file stays on one worker
