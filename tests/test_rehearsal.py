@@ -127,3 +127,12 @@ def test_generation_cap_limits_new_tokens_only_inside_the_block():
         with rehearsal.generation_cap(): capped = new()
         after = new()
     assert (capped, after) == (REHEARSAL_SWAP["generation"]["max_new_tokens"], 100)
+
+
+def test_a_model_card_push_is_recorded_offline():
+    "ModelCard.push_to_hub validates the card online before uploading; in a dry-run it is checked and recorded instead."
+    from huggingface_hub import ModelCard
+    card = ModelCard("---\nlicense: mit\n---\n# A fine-tuned model\n")
+    with rehearsal.HubWrites() as hub: card.push_to_hub("someone/card-demo")
+    assert hub.summary().startswith("ModelCard.push_to_hub('someone/card-demo'): repo id, a card of")
+    with rehearsal.HubWrites() as hub, pytest.raises(rehearsal.HubWriteRefused, match="repo_id"): card.push_to_hub("not a repo id")

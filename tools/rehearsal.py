@@ -130,6 +130,16 @@ class HubWrites:
             hub._record(call, repo, f"repo id, {rows} rows")
         return push_to_hub
 
+    def _card_push(self, original):
+        sig, hub = inspect.signature(original), self
+        def push_to_hub(card, *args, **kwargs):
+            call = f"{type(card).__name__}.push_to_hub"
+            repo = _repo_id(sig.bind(card, *args, **kwargs).arguments.get("repo_id"), call)
+            if not card.text.strip(): raise HubWriteRefused(f"{call}: the card has no text")
+            card.data.to_dict()  # its metadata must serialise: the Hub validates it as YAML
+            hub._record(call, repo, f"repo id, a card of {len(str(card)):,} characters")
+        return push_to_hub
+
     def _patch(self, owner, name, value):
         self._undo.append((owner, name, owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)))
         setattr(owner, name, value)
@@ -162,6 +172,9 @@ class HubWrites:
             self._patch(cls, "push_to_hub", self._mixin_push(cls.__dict__["push_to_hub"]))
         for cls in overriding(Trainer):
             self._patch(cls, "push_to_hub", self._trainer_push(cls.__dict__["push_to_hub"]))
+        from huggingface_hub import RepoCard  # model and dataset cards (the real call validates them online first)
+        for cls in overriding(RepoCard):
+            self._patch(cls, "push_to_hub", self._card_push(cls.__dict__["push_to_hub"]))
         import datasets
         for cls in (datasets.Dataset, datasets.DatasetDict):
             self._patch(cls, "push_to_hub", self._dataset_push(cls.push_to_hub))
