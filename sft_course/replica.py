@@ -352,6 +352,8 @@ class LocalHub:
     "A Hugging Face cache seeded under the real ids; `env` points the Hugging Face libraries at it, offline."
     path:Path # the folder: HF_HOME
 
+    def __repr__(self): return f"LocalHub({self.path.name!r})"  # the folder's name: its full path is this machine's
+
     @property
     def env(self) -> dict:
         "The variables to set (before importing transformers or datasets) so that the real ids load from here."
