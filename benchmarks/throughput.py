@@ -12,18 +12,22 @@ refuses bf16, and no evaluation or saving, which are not part of training throug
 `make_config(profile)` for the device (`cpu-quick` on a CPU: batches of 8 grouped by length, no activation
 checkpointing; `gpu-full` on a GPU: packing), with the seed's `max_length` so both train on the same tokens.
 
-Same data, same number of optimizer steps, alternating seed, course, seed, course. Both recipes draw from the
+Same data, same number of optimizer steps, alternating seed, course, seed, course. On a CPU a third run sits in each
+round: the seed's recipe with activation checkpointing off (`--no-decompose` drops it). It splits the ratio into its
+two causes, measured: the share of real work in a batch (padding) and the recomputation checkpointing adds. Both recipes draw from the
 same rows: the course's batches are the ones `train_sampling_strategy="group_by_length"` makes over the whole data
 set (transformers' `LengthGroupedSampler`, replayed in that order), `--steps` of them spread evenly over the epoch,
 so a short run sees the length mix of a long one; the seed's random sampler draws its `--steps` batches of 4 from
 the same rows. Data: the course's sample conversations (480 rows) and a synthetic set with smoltalk-like lengths
-(lognormal, median about 150 tokens, a tail to `max_length`=1024), measured with the stand-in's tokenizer (the
-exact DeepSeek tokenizer is not part of `sft_course.offline` yet; the models below use the stand-in's vocabulary,
-so lengths in its tokens are the lengths these models see).
+(lognormal, median about 150 tokens, a tail to 1,024), measured with the exact DeepSeek-R1-Distill-Qwen-1.5B tokenizer
+(`sft_course.replica.deepseek_tokenizer`). The CPU models use the stand-in's 2,053-token vocabulary and read the same
+text with its tokenizer, about 10% more tokens; both length summaries are recorded, and `max_length` cuts in the
+model's tokens. On a GPU the model has DeepSeek's vocabulary and reads the exact tokenizer's ids.
 
 Speed is only ever a ratio of runs made side by side in this one process. On a CPU the clock is the process's CPU
 time with one thread (`OMP_NUM_THREADS=1`, `torch.set_num_threads(1)`): on a machine shared with other jobs, CPU
 time is what the work costs, where wall time mostly measures the neighbours (wall-clock numbers are recorded too).
+Each run's clock starts after its first optimizer step (two on a GPU), whose one-time costs are not throughput.
 Peak memory on a CPU is the resident set's high-water mark during `train()` above the resident set before it
 (`/proc/self/clear_refs`), in GiB; on a GPU, `torch.cuda.max_memory_allocated()`, in GiB.
 
@@ -63,7 +67,7 @@ def smoltalk_like_lengths(n:int, median:float=150, sigma:float=0.9, lo:int=16, h
 
 
 def synthetic_conversations(tokenizer, n:int=4000, seed:int=0, **length_kw) -> list:
-    "n single-turn conversations whose chat-templated token lengths follow `smoltalk_like_lengths`."
+    "n single-turn conversations whose chat-templated lengths in `tokenizer`'s tokens follow `smoltalk_like_lengths`."
     from sft_course.offline import sample_conversations
     base = sample_conversations("train") + sample_conversations("test")
     prompts = [m["content"] for c in base for m in c["messages"] if m["role"] == "user"]
@@ -319,10 +323,15 @@ def attention_flops(cfg, attn_sq:int) -> float:
 
 # ---------------------------------------------------------------- the comparison
 
+ARMS = {"seed": "the seed's recipe", "seed_no_checkpointing": "the seed's recipe, activation checkpointing off",
+        "course": "the course's recipe"}
+
 def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int, max_length:int, course:str,
-            cuda:bool=False, course_overrides:dict|None=None, check:bool=True, log=None) -> dict:
+            cuda:bool=False, course_overrides:dict|None=None, check:bool=True, log=None, decompose:bool=False,
+            exact_tokenizer=None) -> dict:
     "Seed vs course on `rows` for `steps` optimizer steps, alternating, `reps` times each; then the loss check."
     log = log or (lambda *a: print(*a, flush=True))
+    arms = ("seed", "seed_no_checkpointing", "course") if decompose else ("seed", "course")
     lengths = token_lengths(rows, tokenizer, max_length)
     probe = build_args(course, tempfile.mkdtemp(), steps, max_length, cuda, **(course_overrides or {}))
     bs = probe.per_device_train_batch_size * probe.gradient_accumulation_steps
@@ -331,17 +340,18 @@ def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int
     course_rows = [rows[i] for i in order] if grouped else rows
     over = dict(course_overrides or {}, **({"train_sampling_strategy": "sequential"} if grouped else {}))
     seed_rows = course_rows if grouped else rows
-    runs = {"seed": [], "course": []}
+    runs = {arm: [] for arm in arms}
     trainer = None
     for rep in range(reps):
-        for recipe in ("seed", "course"):
-            args = build_args("seed" if recipe == "seed" else course, tempfile.mkdtemp(), steps, max_length, cuda,
-                              **({} if recipe == "seed" else over))
-            trainer, m = train_once(make_model, tokenizer, seed_rows if recipe == "seed" else course_rows, args, cuda,
-                                    warmup=2 if cuda else 0)
+        for arm in arms:
+            if arm == "course": args = build_args(course, tempfile.mkdtemp(), steps, max_length, cuda, **over)
+            else: args = build_args("seed", tempfile.mkdtemp(), steps, max_length, cuda,
+                                    **({"gradient_checkpointing": False} if arm == "seed_no_checkpointing" else {}))
+            trainer, m = train_once(make_model, tokenizer, course_rows if arm == "course" else seed_rows, args, cuda,
+                                    warmup=2 if cuda else 1)  # the first step's one-time costs are not throughput
             m["tokens_per_s"] = round(tokens_per_s(m, cuda), 1)
-            runs[recipe].append(m)
-            log(f"  {name} {recipe:6} rep {rep + 1}: {m['real_tokens']:>7,} real tokens, padding {m['padding_share']:.0%}, "
+            runs[arm].append(m)
+            log(f"  {name} {arm:21} rep {rep + 1}: {m['real_tokens']:>7,} real tokens, padding {m['padding_share']:.0%}, "
                 f"{m['cpu_s' if not cuda else 'wall_s']:.1f} s -> {m['tokens_per_s']:,.0f} tok/s, peak {m['peak_memory_gib']} GiB")
     diff = None
     if check:  # the trained course model, one batch of the course's recipe against its examples alone
@@ -362,6 +372,18 @@ def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int
                expected_padding_share=dict(seed=round(_random_padding(lengths, 4), 4),
                                            course=round(padding_of(lengths, bs, course_order(lengths, bs, 10**9)), 4) if grouped else None),
                seed_batch=4, course_batch=bs, course_profile=course, course_overrides=course_overrides or {}, runs=runs)
+    if exact_tokenizer is not None: res["lengths_exact_tokenizer"] = length_summary(token_lengths(rows, exact_tokenizer))
+    if decompose:  # the ratio, split into what the course's recipe changes: padding, and recomputation
+        nockpt = [m["tokens_per_s"] for m in runs["seed_no_checkpointing"]]
+        recompute = statistics.median(n / s for n, s in zip(nockpt, ts("seed")))
+        padding = (1 - res["course_padding_share"]) / (1 - res["seed_padding_share"])
+        res.update(seed_no_checkpointing_tokens_per_s=round(statistics.median(nockpt), 1),
+                   recompute_factor=round(recompute, 3), padding_factor=round(padding, 3),
+                   explained_ratio=round(recompute * padding, 3),
+                   course_vs_seed_no_checkpointing=round(statistics.median(c / n for c, n in zip(ts("course"), nockpt)), 3))
+        log(f"  {name}: checkpointing off alone {recompute:.2f}x, less padding alone {padding:.2f}x (real share "
+            f"{1 - res['seed_padding_share']:.0%} -> {1 - res['course_padding_share']:.0%}): together {recompute * padding:.2f}x "
+            f"expected, {res['ratio']:.2f}x measured")
     log(f"  {name}: course/seed = {res['ratio']:.2f}x (each pair: {', '.join(f'{r:.2f}' for r in ratios)}); "
         f"padding {res['seed_padding_share']:.0%} -> {res['course_padding_share']:.0%}; loss check max diff {diff}")
     return res
@@ -389,27 +411,32 @@ def cpu_main(a):
                            "(random order, padding to the longest row, activation checkpointing on)",
                course_recipe="make_config('cpu-quick') with the seed's max_length: batches of 8 grouped by length "
                              "(LengthGroupedSampler order over the whole data set, replayed), no activation checkpointing",
-               tokenizer="the stand-in's (sft_course.offline has no deepseek_tokenizer yet)",
+               tokenizer="synthetic lengths aimed in the exact DeepSeek tokenizer's tokens (lengths_exact_tokenizer); the "
+                         "models read every row with the stand-in's tokenizer (lengths, cut at max_length)",
+               arms=ARMS if a.decompose else {k: ARMS[k] for k in ("seed", "course")},
                versions={m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "datasets")}, models={})
+    from sft_course.replica import deepseek_tokenizer
+    exact = deepseek_tokenizer()
     rows_by_data = {}
     for model_name in a.models:
         tok, cfg, make = standin_factory(CPU_MODELS[model_name])
         if not rows_by_data:
             rows_by_data = {"samples": list(sample_dataset()["train"]),
-                            "synthetic": synthetic_conversations(tok, n=a.synthetic_rows)}
+                            "synthetic": synthetic_conversations(exact, n=a.synthetic_rows)}
         steps = a.steps_standin if model_name == "standin" else a.steps_hidden512
         res = dict(hidden_size=cfg.hidden_size, layers=cfg.num_hidden_layers, intermediate_size=cfg.intermediate_size,
                    parameters=sum(p.numel() for p in make().parameters()), data={})
         for data in a.data:
             print(f"{model_name} (hidden {cfg.hidden_size}), {data}: {steps} steps x {a.reps} pairs", flush=True)
             res["data"][data] = compare(f"{model_name}/{data}", make, cfg, tok, rows_by_data[data], steps, a.reps,
-                                        a.max_length, "cpu-quick")
+                                        a.max_length, "cpu-quick", decompose=a.decompose, exact_tokenizer=exact)
             if a.explore:
                 res["data"][data]["variants"] = explore_cpu(make, cfg, tok, rows_by_data[data], steps, a.max_length)
         main_data = "synthetic" if "synthetic" in res["data"] else a.data[0]
         for k in ("seed_tokens_per_s", "course_tokens_per_s", "ratio", "max_per_example_loss_diff",
-                  "seed_padding_share", "course_padding_share", "seed_peak_memory_gib", "course_peak_memory_gib"):
-            res[k] = res["data"][main_data][k]
+                  "seed_padding_share", "course_padding_share", "seed_peak_memory_gib", "course_peak_memory_gib",
+                  "recompute_factor", "padding_factor", "explained_ratio"):
+            if k in res["data"][main_data]: res[k] = res["data"][main_data][k]
         res["headline_data"] = main_data
         out["models"][model_name] = res
     out["wall_s"] = round(time.perf_counter() - t_start, 1)
@@ -447,17 +474,17 @@ def explore_cpu(make, cfg, tok, rows, steps, max_length):
 def gpu_main(a):
     from transformers import Qwen2Config, Qwen2ForCausalLM
     from sft_course.config import DEEPSEEK_R1_DISTILL_QWEN_1_5B_CONFIG, PROFILES, estimate_memory, lora_config
-    from sft_course.offline import offline_model_and_tokenizer
+    from sft_course.replica import deepseek_tokenizer
     import datasets, transformers
     transformers.logging.set_verbosity_error(); datasets.disable_progress_bars()
     t_start = time.perf_counter()
-    _, tok = offline_model_and_tokenizer()  # ids stay below DeepSeek's 151,936-token vocabulary
+    tok = deepseek_tokenizer()  # the model's own tokenizer, rebuilt offline
     cfg = Qwen2Config(**DEEPSEEK_R1_DISTILL_QWEN_1_5B_CONFIG)
     rows = synthetic_conversations(tok, n=a.synthetic_rows)
     lengths = token_lengths(rows, tok)
     total = torch.cuda.get_device_properties(0).total_memory
     out = dict(device=torch.cuda.get_device_name(0), peak_bf16_flops=a.peak_flops, data=length_summary(lengths),
-               tokenizer="the stand-in's", model="DeepSeek-R1-Distill-Qwen-1.5B's config, random weights",
+               tokenizer="DeepSeek-R1-Distill-Qwen-1.5B's (exact, rebuilt offline)", model="DeepSeek-R1-Distill-Qwen-1.5B's config, random weights",
                flops="6N per real token (N without the input embedding) plus causal attention 6*layers*hidden*len per token; "
                      "activation-checkpointing recomputation not counted (model FLOPs)",
                versions={m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "datasets", "peft")}, runs={})
@@ -542,12 +569,15 @@ def _has_flash() -> bool:
 
 def print_table(out):
     if out["device"] == "cpu":
-        print("\n| model | data | seed tok/s | course tok/s | ratio | padding seed -> course | peak GiB seed / course | loss diff |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| model | data | seed tok/s | course tok/s | ratio | padding seed -> course | checkpointing off alone | "
+              "less padding alone | together, expected | peak GiB seed / course | loss diff |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        fx = lambda r, k: f"{r[k]:.2f}x" if k in r else "-"
         for mname, m in out["models"].items():
             for d, r in m["data"].items():
                 print(f"| {mname} (h{m['hidden_size']}) | {d} | {r['seed_tokens_per_s']:,.0f} | {r['course_tokens_per_s']:,.0f} | "
                       f"**{r['ratio']:.2f}x** | {r['seed_padding_share']:.0%} -> {r['course_padding_share']:.0%} | "
+                      f"{fx(r, 'recompute_factor')} | {fx(r, 'padding_factor')} | {fx(r, 'explained_ratio')} | "
                       f"{r['seed_peak_memory_gib']} / {r['course_peak_memory_gib']} | {r['max_per_example_loss_diff']:.1e} |")
     else:
         print("\n| run | tok/s | MFU | padding | peak GiB | estimate GiB |\n|---|---|---|---|---|---|")
@@ -562,10 +592,12 @@ def main(argv=None):
     ap.add_argument("--data", nargs="+", default=["samples", "synthetic"], choices=["samples", "synthetic"])
     ap.add_argument("--reps", type=int, default=2, help="seed/course pairs per model and data set")
     ap.add_argument("--steps-standin", type=int, default=40, help="optimizer steps per run on the stand-in")
-    ap.add_argument("--steps-hidden512", type=int, default=8, help="optimizer steps per run at hidden 512")
+    ap.add_argument("--steps-hidden512", type=int, default=12, help="optimizer steps per run at hidden 512")
     ap.add_argument("--synthetic-rows", type=int, default=4000, help="rows of the smoltalk-like set (group_by_length's mega-batches fill at 1,600)")
     ap.add_argument("--max-length", type=int, default=1024, help="both recipes (the seed's TRL default)")
     ap.add_argument("--explore", action="store_true", help="CPU: also measure recipe variants (slower)")
+    ap.add_argument("--no-decompose", dest="decompose", action="store_false",
+                    help="CPU: skip the third run per round (the seed's recipe with checkpointing off)")
     ap.add_argument("--gpu", action="store_true", help="CUDA: DeepSeek-R1-Distill-Qwen-1.5B's architecture, gpu-full and colab-t4-lora")
     ap.add_argument("--gpu-steps", type=int, default=12)
     ap.add_argument("--gpu-tol", type=float, default=1e-3, help="loss-check tolerance on a GPU (fp32, TF32 kernels)")
