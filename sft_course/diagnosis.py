@@ -526,21 +526,6 @@ class SampleQuality:
 # %% ../nbs/05b_diagnosis.ipynb #d1f7652e
 SAMPLE_KEYS = {"step": int, "output": str, "ended": bool, "new_tokens": int}
 
-def _read_samples(path:Path) -> list:
-    "Records of a samples.jsonl; a last line cut by an interrupted run is skipped."
-    if not path.is_file():
-        raise CheckpointError(f"There is no samples file {str(path)!r}.", where=str(path),
-                              fix="Pass the samples.jsonl that SampleGenerationsCallback wrote in the run's output_dir.")
-    lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-    out = []
-    for i, line in enumerate(lines):
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i == len(lines) - 1: break  # the run was killed while writing this line
-            raise DataValidationError(f"Line {i + 1} of {path.name} is not JSON ({e}).", where=f"{path}:{i + 1}",
-                                      fix="Regenerate the samples, or delete the broken line.") from e
-    return out
-
 def _check_record(r, i):
     if not isinstance(r, dict):
         raise DataValidationError(f"Sample {i} is a {_what(r)}, not a record.", where=f"samples[{i}]",
@@ -556,7 +541,9 @@ def sample_quality(records, # records of samples.jsonl (dicts with step, output,
                   ) -> SampleQuality:
     "Per evaluation step: the share of outputs that end properly, the share in a repetition loop, the mean length."
     if isinstance(records, SampleQuality): return records
-    if isinstance(records, (str, Path)): records = _read_samples(Path(records))
+    if isinstance(records, (str, Path)):
+        from sft_course.runs import read_samples # chapter 4's reader (imports torch: only when a path is given)
+        records = read_samples(records, strict=True) # every record is checked below
     if not isinstance(records, (list, tuple)):
         raise DataValidationError(f"Samples are a list of records or a path, not a {_what(records)}.", where="sample_quality(records)",
                                   fix="Pass SampleGenerationsCallback.records, or the path of samples.jsonl.")

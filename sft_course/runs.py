@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTTrainer
 
-from .errors import CheckpointError, DatasetFormatError, HubAccessError
+from .errors import CheckpointError, DatasetFormatError, DataValidationError, HubAccessError
 from .environment import hub_status
 from .offline import MODEL_ID, OFFLINE, offline_model_path
 from .display import md_escape, md_table
@@ -237,18 +237,24 @@ class ResumableSFTTrainer(SFTTrainer):
         return s
 
 # %% ../nbs/04d_runs.ipynb #72eceab6
-def read_samples(path:Path) -> list:
+def read_samples(path:Path, # a samples.jsonl
+                 strict:bool=False, # a missing file is an error, and every record is kept for the caller to check
+                ) -> list:
     "The records of a `samples.jsonl`, skipping a last line cut off by an interrupted write."
-    if not Path(path).exists(): return []
-    lines, out = Path(path).read_text().splitlines(), []
-    for k, line in enumerate(lines):
-        if not line.strip(): continue
+    path = Path(path)
+    if not path.is_file():
+        if not strict: return [] # a run that has not sampled yet
+        raise CheckpointError(f"There is no samples file {str(path)!r}.", where=str(path),
+                              fix="Pass the samples.jsonl that SampleGenerationsCallback wrote in the run's output_dir.")
+    lines = [(k, l) for k, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if l.strip()]
+    out = []
+    for i, (k, line) in enumerate(lines):
         try: rec = json.loads(line)
-        except ValueError:
-            if k == len(lines) - 1: break # cut off by a kill
-            raise CheckpointError(f"Line {k + 1} of {path} is not JSON.", where=str(path),
-                                  fix="Delete the damaged line (or the file) and run again.") from None
-        if isinstance(rec, dict) and isinstance(rec.get("step"), int): out.append(rec)
+        except ValueError as e:
+            if i == len(lines) - 1: break # cut off by a kill
+            raise DataValidationError(f"Line {k} of {path.name} is not JSON ({e}).", where=f"{path}:{k}",
+                                      fix="Delete the damaged line (or the file) and run again.") from None
+        if strict or (isinstance(rec, dict) and isinstance(rec.get("step"), int)): out.append(rec)
     return out
 
 # %% ../nbs/04d_runs.ipynb #e015ca3c
