@@ -7,10 +7,10 @@ Docs: https://sft-course.github.io/sft-course/runs.html.md"""
 # %% auto #0
 __all__ = ['WEIGHT_FILES', 'MANIFEST', 'LOCK', 'RUN_FILES', 'TRAJECTORY_ARGS', 'SOFT_PROBLEMS', 'resolve_output_dir',
            'checkpoint_problems', 'checkpoints', 'last_checkpoint', 'skipped_checkpoints', 'data_fingerprint',
-           'run_manifest', 'manifest_differences', 'is_main_process', 'RunLock', 'write_manifest', 'prepare_run',
-           'EpochSeededLengthGroupedSampler', 'ResumableSFTTrainer', 'read_samples', 'generate', 'split_reasoning',
-           'SampleGenerationsCallback', 'peak_memory_gib', 'run_summary', 'RunResult', 'dataset_splits', 'check_data',
-           'model_path']
+           'run_manifest', 'manifest_differences', 'is_main_process', 'RunLock', 'write_manifest', 'shown_path',
+           'prepare_run', 'EpochSeededLengthGroupedSampler', 'ResumableSFTTrainer', 'read_samples', 'generate',
+           'split_reasoning', 'SampleGenerationsCallback', 'peak_memory_gib', 'run_summary', 'RunResult',
+           'dataset_splits', 'check_data', 'model_path']
 
 # %% ../nbs/04d_runs.ipynb #a8674b3f
 import fcntl, hashlib, json, os, resource, zipfile
@@ -191,31 +191,36 @@ def write_manifest(out:Path, manifest:dict, status:str):
     tmp = out/f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(m, indent=2)); tmp.replace(out/MANIFEST)
 
+def shown_path(p:Path) -> str:
+    "A path as a message shows it: relative to the working directory when it lies below it (as the learner typed it), else whole."
+    try: return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError: return str(p)
+
 def prepare_run(out:Path, # the resolved output directory
                 manifest:dict, # this run's `run_manifest`
                 resume:bool=True, # may the run continue an earlier run of the same settings?
                ) -> "Path|None":
     "Check that this run may use `out`; return the checkpoint to resume from (None: start fresh). Refuses with a `CheckpointError`."
-    old = _read_manifest(out)
+    old, shown = _read_manifest(out), shown_path(out)
     if old is None:
         theirs = sorted(p.name for p in out.iterdir() if p.name in RUN_FILES or p.name.startswith("checkpoint-"))
         if theirs:
-            raise CheckpointError(f"{out} already holds {', '.join(theirs[:6])}{' ...' if len(theirs) > 6 else ''}, which no "
+            raise CheckpointError(f"{shown} already holds {', '.join(theirs[:6])}{' ...' if len(theirs) > 6 else ''}, which no "
                                   "run of this course wrote there; a run would overwrite them.", where="output_dir",
                                   fix="Give the run a new output directory, or move those files away first.")
         return None
     diffs = manifest_differences(old, manifest)
     if diffs:
-        raise CheckpointError(f"{out} holds a run with other settings: {'; '.join(diffs)}.", where="output_dir",
+        raise CheckpointError(f"{shown} holds a run with other settings: {'; '.join(diffs)}.", where="output_dir",
                               fix="Give this run a new output directory, or use the earlier run's settings to resume it.")
     last, finished = last_checkpoint(out), old.get("status") == "finished"
     if not resume:
-        raise CheckpointError(f"{out} holds an earlier run ({'finished' if finished else 'interrupted'}"
+        raise CheckpointError(f"{shown} holds an earlier run ({'finished' if finished else 'interrupted'}"
                               + (f", last checkpoint {last.name}" if last else "") + ").", where="output_dir",
                               fix="Resume it (leave resume on; at the shell, drop --no-resume), or give the new run another "
                                   "output directory. Nothing was deleted.")
     if last is None and finished:
-        raise CheckpointError(f"{out} holds a finished run whose checkpoints are gone; starting again would overwrite its "
+        raise CheckpointError(f"{shown} holds a finished run whose checkpoints are gone; starting again would overwrite its "
                               "model, samples and summary.", where="output_dir", fix="Give the new run another output directory.")
     return last
 
@@ -360,7 +365,10 @@ class RunResult:
 
     def _repr_markdown_(self):
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ("none" if v in (None, {}) else str(v))
-        return f"**Run in `{self.output_dir.name}`**\n\n" + md_table(("", ""), [(k, fmt(v)) for k, v in self.summary.items()])
+        return f"**Run in `{shown_path(self.output_dir)}`**\n\n" + md_table(("", ""), [(k, fmt(v)) for k, v in self.summary.items()])
+
+    def __repr__(self): # the summary, and the directory as the learner named it (not this machine's absolute path)
+        return f"RunResult(output_dir={shown_path(self.output_dir)!r}, summary={self.summary!r})"
 
 # %% ../nbs/04d_runs.ipynb #709b8662
 def dataset_splits(dataset, # Dataset, DatasetDict, dict of splits, list of rows, or None

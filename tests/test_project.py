@@ -1,5 +1,7 @@
 "The project's own promises: README derived from index.ipynb, quick-start commands, CI calls them, sidebar complete."
 import re, subprocess, sys, tomllib
+
+import nbformat
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +137,38 @@ def test_every_module_comes_from_one_notebook():
                 assert m.group(1) not in owner, f"{name} and {owner[m.group(1)]} both export sft_course/{m.group(1)}.py"
                 owner[m.group(1)] = name
     for name in nbsync.sections().get("How it works", []): assert name in owner.values(), f"{name} exports no module"
+
+
+def _shows_something(src:str) -> bool:
+    "Does a code cell end in something Jupyter displays (a bare expression that is not a test call), or print?"
+    import ast
+    lines = [l for l in src.splitlines() if l.strip()]
+    if not lines or any(l.lstrip("#| ").startswith(("export", "hide", "notest")) for l in lines if l.startswith("#|")): return False
+    if re.search(r"(?<![\w.])(print|display)\(", src): return True
+    try: tree = ast.parse("\n".join(l for l in lines if not l.startswith("#|")))
+    except SyntaxError: return False
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr): return False
+    f = getattr(last.value, "func", None)
+    return not (f is not None and getattr(f, "id", getattr(f, "attr", "")).startswith("test"))
+
+
+def test_notebooks_are_committed_with_their_outputs():
+    "A reader on GitHub sees only committed outputs: a notebook saved without running (chapter 4 once was) shows nothing."
+    for path in sorted((ROOT/"nbs").glob("*.ipynb")):
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" and _shows_something(c.source)]
+        empty = [c.source.splitlines()[0] for c in cells if not c.get("outputs")]
+        assert len(empty) <= len(cells) / 2, f"{path.name}: {len(empty)} of {len(cells)} cells that show something have no output: {empty[:3]}"
+
+
+def test_committed_outputs_show_no_machine_paths():
+    "Temporary and home directories of the machine that ran a notebook mean nothing to its reader."
+    import re
+    bad = re.compile(r"/tmp/|/work/|/home/\w+|/root/|[A-Z]:\\\\Users")
+    for path in sorted((ROOT/"nbs").glob("*.ipynb")):
+        for c in nbformat.read(path, as_version=4).cells:
+            for o in c.get("outputs", []):
+                texts = [o.get("text", "")] + [v for k, v in o.get("data", {}).items() if k.startswith("text/")]
+                for t in texts:
+                    m = bad.search(t if isinstance(t, str) else "".join(t))
+                    assert not m, f"{path.name}: an output shows {m.group(0)!r}: {c.source.splitlines()[0]!r}"
