@@ -21,7 +21,7 @@ so a short run sees the length mix of a long one; the seed's random sampler draw
 the same rows. Data: the course's sample conversations (480 rows) and a synthetic set with smoltalk-like lengths
 (lognormal, median about 150 tokens, a tail to 1,024), measured with the exact DeepSeek-R1-Distill-Qwen-1.5B tokenizer
 (`sft_course.replica.deepseek_tokenizer`). The CPU models use the stand-in's 2,053-token vocabulary and read the same
-text with its tokenizer, about 10% more tokens; both length summaries are recorded, and `max_length` cuts in the
+text with its tokenizer, about 15% more tokens (median 173); both length summaries are recorded, and `max_length` cuts in the
 model's tokens. On a GPU the model has DeepSeek's vocabulary and reads the exact tokenizer's ids.
 
 Speed is only ever a ratio of runs made side by side in this one process. On a CPU the clock is the process's CPU
@@ -331,7 +331,7 @@ def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int
             exact_tokenizer=None) -> dict:
     "Seed vs course on `rows` for `steps` optimizer steps, alternating, `reps` times each; then the loss check."
     log = log or (lambda *a: print(*a, flush=True))
-    arms = ("seed", "seed_no_checkpointing", "course") if decompose else ("seed", "course")
+    arms = tuple(ARMS) if decompose else ("seed", "course")
     lengths = token_lengths(rows, tokenizer, max_length)
     probe = build_args(course, tempfile.mkdtemp(), steps, max_length, cuda, **(course_overrides or {}))
     bs = probe.per_device_train_batch_size * probe.gradient_accumulation_steps

@@ -10,7 +10,7 @@ __all__ = ['STATUSES', 'HEADLINES', 'ADVICE', 'DIAGNOSABLE', 'PREFERENCE_PREFIXE
            'repetition', 'is_looping', 'StepQuality', 'SampleQuality', 'sample_quality']
 
 # %% ../nbs/05b_diagnosis.ipynb #8c29c060
-import json, math
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .display import code_span, md_table
-from .errors import CheckpointError, ConfigError, DataValidationError
+from .errors import ConfigError, DataValidationError
 from .history import LossHistory, Phases, _finite, _fmt, _history_arg, _what, find_phases, level
 
 # %% ../nbs/05b_diagnosis.ipynb #aef923f5
