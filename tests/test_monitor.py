@@ -39,6 +39,7 @@ def real_labels() -> dict:
 REAL = sorted(real_labels().items()) if (real_runs_dir()/"LABELS.md").is_file() else []
 
 
+@pytest.mark.real_runs
 def test_real_runs_are_there():
     "The shared runs are read at test time; fourteen labelled files, each present."
     assert (real_runs_dir()/"LABELS.md").is_file(), f"no real runs at {real_runs_dir()} (set SFT_COURSE_REAL_RUNS)"
@@ -47,6 +48,7 @@ def test_real_runs_are_there():
     assert sum(len(s) == 2 for _, s in REAL) == 1  # one ambiguous run, two candidates
 
 
+@pytest.mark.real_runs
 @pytest.mark.parametrize("name,labels", REAL, ids=[f.split(".")[0] for f, _ in REAL])
 def test_real_run_agrees_with_its_label(name, labels):
     "diagnose agrees with a practitioner's label on each public run, with no per-file special case."
@@ -55,6 +57,7 @@ def test_real_run_agrees_with_its_label(name, labels):
     assert d.status in STATUSES and d.rule in {r.name for r in RULES}
 
 
+@pytest.mark.real_runs
 def test_real_runs_scope_and_fp16_notes():
     "The preference run carries the scope caveat beside its verdict; the fp16 run a note on its skipped steps."
     pref = diagnose(LossHistory.from_checkpoint(real_runs_dir()/"11_tinyllama-dpo-3ep.trainer_state.json"))
