@@ -8,7 +8,7 @@ Docs: https://sft-course.github.io/sft-course/cli.html.md"""
 __all__ = ['main']
 
 # %% ../nbs/07_cli.ipynb #12c6423d
-import sys, tempfile, traceback
+import os, sys, tempfile, traceback
 from pathlib import Path
 
 from .errors import SFTCourseError
@@ -31,6 +31,9 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     except KeyboardInterrupt:
         print("\nStopped.", file=sys.stderr)
         return 130
+    except BrokenPipeError: # the reader stopped early (`sft-course diagnose runs/quick | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()) # nothing left to flush into the closed pipe
+        return 141 # as a shell tool stopped by SIGPIPE
     except Exception as e:
         if args.debug: raise
         log = Path(tempfile.mkstemp(prefix="sft-course-error-", suffix=".log")[1])

@@ -138,9 +138,15 @@ def _read_state(f:Path) -> dict:
         raise CheckpointError(f"{str(f)!r} has no log_history.", where=str(f), fix=fix)
     return state
 
+def _run_name(path:Path, f:Path) -> str:
+    "The default name of a history read from `f`: its run directory's, or the file's own when it is not trainer_state.json."
+    if path.is_file() and f.name != "trainer_state.json": return f.name.removesuffix(".json").removesuffix(".trainer_state")
+    d = (f.parent if path.is_file() else path).resolve()  # resolved: a trainer_state.json in the current folder names it
+    return f"{d.parent.name}/{d.name}" if d.name.startswith("checkpoint-") else d.name
+
 @patch(cls_method=True)
 def from_checkpoint(cls:LossHistory, path:str|Path, # output dir, checkpoint-N folder, or trainer_state.json
-                    name:str|None=None, # default: the directory's name
+                    name:str|None=None, # default: the run directory's name (a file's own, if not trainer_state.json)
                    ) -> LossHistory:
     "The history stored in `trainer_state.json`; for an output directory, its newest copy."
     if not isinstance(path, (str, Path)):
@@ -149,9 +155,7 @@ def from_checkpoint(cls:LossHistory, path:str|Path, # output dir, checkpoint-N f
     path = Path(path).expanduser()
     f = _state_file(path)
     state = _read_state(f)
-    if name is None:
-        d = f.parent if path.is_file() else path
-        name = f"{d.parent.name}/{d.name}" if d.name.startswith("checkpoint-") else d.name
+    name = _run_name(path, f) if name is None else name
     ms = state.get("max_steps")
     return cls.from_log_history(state["log_history"], name=name, max_steps=ms if isinstance(ms, int) and ms > 0 else None, source=str(f))
 

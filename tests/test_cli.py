@@ -1,0 +1,36 @@
+"""The command line as a shell user meets it: output cut short by a pipe (`| head`), and the run a diagnosis names."""
+import json, os, shutil, subprocess
+
+EXE = shutil.which("sft-course")
+LOG = [{"loss": round(2.0 - 0.1 * i, 2), "step": 10 * (i + 1)} for i in range(12)]
+
+
+def _state(path):
+    path.write_text(json.dumps({"log_history": LOG, "max_steps": 120}))
+
+
+def _diagnose(cwd, target, **kw):
+    return subprocess.run([EXE, "diagnose", target], cwd=cwd, text=True, timeout=120, **kw)
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
+    "`sft-course diagnose run | head`: when the reader has gone, the command stops quietly (141, as SIGPIPE), no error log."
+    _state(tmp_path/"trainer_state.json")
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the command writes anything
+    try: p = _diagnose(tmp_path, "trainer_state.json", stdout=w, stderr=subprocess.PIPE)
+    finally: os.close(w)
+    assert p.returncode == 141, (p.returncode, p.stderr)
+    assert "error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_diagnose_names_the_run(tmp_path):
+    "A trainer_state.json in the current folder is named after that folder; `NAME.trainer_state.json` after NAME."
+    (tmp_path/"myrun").mkdir()
+    _state(tmp_path/"myrun"/"trainer_state.json")
+    _state(tmp_path/"28_blowup.trainer_state.json")
+    here = _diagnose(tmp_path/"myrun", "trainer_state.json", capture_output=True)
+    named = _diagnose(tmp_path, "28_blowup.trainer_state.json", capture_output=True)
+    assert here.returncode == named.returncode == 0, here.stderr + named.stderr
+    assert "(run *myrun*)" in here.stdout, here.stdout[:300]
+    assert "(run *28_blowup*)" in named.stdout, named.stdout[:300]
