@@ -141,11 +141,17 @@ def test_sigkill_then_resume_and_the_runs_that_are_refused(tmp_path):
     assert "--output-dir" in other.stderr  # the fix names the flag
 
 
+def _ctrl_c_reaches_it():
+    """In the child before it starts: SIGINT as in a terminal. A shell ignores it for commands it runs in the background
+    (`cmd &` without job control), the child would inherit that, and Python then raises no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_names_the_checkpoint(tmp_path):
     out = tmp_path/"run"
     p = subprocess.Popen([EXE, "train", "--quick", "--output-dir", str(out)], cwd=tmp_path, env=_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
     deadline = time.time() + 900
     while not (out/"checkpoint-60"/"trainer_state.json").exists():
         assert p.poll() is None and time.time() < deadline
