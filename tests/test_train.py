@@ -101,6 +101,15 @@ def test_resume_from_every_checkpoint_reproduces_the_run(tmp_path):
         assert abs(s["final_eval_loss"] - full["final_eval_loss"]) < 1e-4, (ck.name, s["final_eval_loss"], full["final_eval_loss"])
 
 
+def _wait_until(ready, p, what, timeout=900):
+    "Poll `ready()` while the run `p` is still going; fail if it ends first or takes more than `timeout` seconds."
+    deadline = time.time() + timeout
+    while not ready():
+        assert p.poll() is None, f"the run ended before {what}"
+        assert time.time() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_and_the_runs_that_are_refused(tmp_path):
     """A run killed mid-way resumes from its last complete checkpoint, which the resume leaves untouched. While the first
@@ -109,18 +118,12 @@ def test_sigkill_then_resume_and_the_runs_that_are_refused(tmp_path):
     out = tmp_path/"run"
     p = subprocess.Popen([EXE, "train", "--quick", "--max-steps", "120", "--output-dir", str(out)], cwd=tmp_path,
                          env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 900
     lock = out/".sft-course.lock"  # taken before the model loads: the second run starts as early as it can
-    while not (lock.exists() and lock.read_text().strip()):
-        assert p.poll() is None and time.time() < deadline
-        time.sleep(0.2)
+    _wait_until(lambda: lock.exists() and lock.read_text().strip(), p, "its lock")
     second = _train(tmp_path, "--max-steps", "120", "--output-dir", str(out), timeout=300)
     assert p.poll() is None, "the first run ended before the second was refused: the check proved nothing"
     assert second.returncode == 2 and "Another run" in second.stderr and "Traceback" not in second.stderr, second.stderr
-    while not (out/"checkpoint-60"/"trainer_state.json").exists():
-        assert p.poll() is None, "training ended before its first checkpoint"
-        assert time.time() < deadline, "no checkpoint within 15 minutes"
-        time.sleep(0.2)
+    _wait_until((out/"checkpoint-60"/"trainer_state.json").exists, p, "its first checkpoint")
     time.sleep(0.5)
     p.send_signal(signal.SIGKILL); p.wait()
     with (out/"samples.jsonl").open("a") as f: f.write('{"step": 77, "prompt": "cut off by the ki')  # a write cut by the kill
@@ -152,10 +155,7 @@ def test_ctrl_c_stops_cleanly_and_names_the_checkpoint(tmp_path):
     out = tmp_path/"run"
     p = subprocess.Popen([EXE, "train", "--quick", "--output-dir", str(out)], cwd=tmp_path, env=_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
-    deadline = time.time() + 900
-    while not (out/"checkpoint-60"/"trainer_state.json").exists():
-        assert p.poll() is None and time.time() < deadline
-        time.sleep(0.2)
+    _wait_until((out/"checkpoint-60"/"trainer_state.json").exists, p, "its first checkpoint")
     time.sleep(1)
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=300)
