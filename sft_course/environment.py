@@ -1,4 +1,4 @@
-"""Check what your hardware can do before you fine-tune, pick a training profile that fits it, and meet the tiny offline model that lets every chapter run on a laptop.
+"""Check what your hardware can do before you fine-tune, pick a training profile that fits it, and (in part 2) meet the tiny offline model that lets every chapter run on a laptop.
 
 Docs: https://sft-course.github.io/sft-course/environment.html.md"""
 

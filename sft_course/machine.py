@@ -104,7 +104,7 @@ def check_environment(check_hub:bool=True, # try to reach the Hub (skipped in of
 # %% ../nbs/00e_machine.ipynb #b93b1be5
 PROFILE_NAMES = ("cpu-quick", "colab-t4-lora", "gpu-lora", "gpu-full")
 FULL_FT_STATES_GIB = 1.78e9 * 16 / 2**30 # weights, gradients and AdamW state of the 1.78B model in fp32
-FULL_FT_MIN_VRAM_GIB = 38 # full fine-tuning from 40 GB cards up (an A100-40GB reports 39.6 GiB)
+FULL_FT_MIN_VRAM_GIB = 38 # the states above + gpu-full's activations (33 GiB estimated); an A100-40GB reports 39.6 GiB
 
 def recommended_profile(env:EnvReport|None=None, # a report; None checks this machine (without touching the network)
                        ) -> str:
@@ -123,15 +123,17 @@ def _gpu_advice(env, profile):
                  ("transformers still accepts TRL's default bf16=True here, because torch emulates bf16 in software: "
                   "slow." if env.bf16_emulated else "TRL's default bf16=True fails here."))
     if gib < FULL_FT_MIN_VRAM_GIB:
-        a.append(f"{gib:.1f} GiB of VRAM: full fine-tuning of the 1.78B model needs {FULL_FT_STATES_GIB:.1f} GiB for "
-                 f"weights, gradients and AdamW state before activations, so train LoRA adapters on {base} base ('{profile}').")
+        a.append(f"{gib:.1f} GiB of VRAM, under the {FULL_FT_MIN_VRAM_GIB} GiB the course asks of full fine-tuning: the 1.78B "
+                 f"model's weights, gradients and AdamW state take {FULL_FT_STATES_GIB:.1f} GiB and its activations come on "
+                 f"top, so train LoRA adapters on {base} base ('{profile}').")
     else:
         a.append(f"{gib:.1f} GiB and native bf16: full fine-tuning fits ('gpu-full')." if env.bf16_native else
                  f"{gib:.1f} GiB would hold full fine-tuning, but without native bf16 the course trains LoRA adapters "
                  f"on an fp16 base ('{profile}').")
-    a.append(f"FlashAttention ({env.flash_attention}): padding-free batches keep packed examples apart."
-             if env.flash_attention else
-             "No FlashAttention: keep packing/padding_free off and group batches by length instead.")
+    if env.flash_attention: a.append(f"FlashAttention ({env.flash_attention}): padding-free batches keep packed examples apart.")
+    elif profile == "gpu-full": a.append("No FlashAttention: 'gpu-full' packs its rows for FlashAttention; install flash-attn, "
+                                         "or pass packing=False, train_sampling_strategy='group_by_length' to make_config.")
+    else: a.append("No FlashAttention: keep packing/padding_free off and group batches by length instead.")
     return a
 
 # %% ../nbs/00e_machine.ipynb #5c26991a
