@@ -134,14 +134,14 @@ def _fp16_on_bf16_gpu(a, c):
 # %% ../nbs/03d_checks.ipynb #e34d471b
 @_check("max-steps-and-epochs")
 def _max_steps_and_epochs(a, c):
-    "`max_steps` and `num_train_epochs` both set: `max_steps` wins and the epochs are silently ignored."
+    "`max_steps` and `num_train_epochs` both set: `max_steps` wins and the epochs are ignored, with no warning."
     given = ("num_train_epochs" in c.explicit) if c.explicit is not None else a.num_train_epochs != trl_default("num_train_epochs")
     if a.max_steps <= 0 or not given: return
     covers = (f", which is {c.plan.epochs:.2f} epochs of your {c.plan.n_train} rows, not {a.num_train_epochs:g}"
               if c.plan and c.plan.epochs is not None else "")
     by_epochs = f" ({math.ceil(a.num_train_epochs * c.plan.steps_per_epoch)} steps)" if c.plan and c.plan.steps_per_epoch else ""
     return ConfigIssue("warning", "max_steps", f"max_steps={a.max_steps} overrides num_train_epochs={a.num_train_epochs:g}: "
-                       f"training stops after {a.max_steps} steps{covers}, and nothing says so.",
+                       f"training stops after {a.max_steps} steps{covers}, with no warning (transformers logs it only at INFO level).",
                        f"Set only the one you mean: max_steps=-1 to train {a.num_train_epochs:g} epochs{by_epochs}, "
                        f"or leave num_train_epochs out to train {a.max_steps} steps.")
 
@@ -398,7 +398,8 @@ def check_config(args, # an SFTConfig (or TrainingArguments), or a dict of SFTCo
         raise ConfigError(f"env must be an EnvReport, not a {type(env).__name__}.", where="check_config(env=...)",
                           fix="Pass check_environment() or target_env('colab-t4-lora'), or None for this machine.")
     a, explicit, unknown = _view(args)
-    issues = [ConfigIssue("error", str(k), _unknown_error(k, "args").what, _unknown_error(k, "args").fix, "unknown-argument") for k in unknown]
+    errors = [_unknown_error(k, "args", dict(args)[k]) for k in unknown] # the value passed, carried into a renamed argument's fix
+    issues = [ConfigIssue("error", str(k), e.what, e.fix, "unknown-argument") for k, e in zip(unknown, errors)]
     bad = [ConfigIssue("error", e.where, e.what, e.fix, "bad-value") for e in bad_values(args if explicit is not None else a)]
     if bad: return ConfigIssues(bad + issues)
     try: p = plan(a, train_size) if (train_size or a.max_steps > 0) else None

@@ -158,7 +158,7 @@ def make_config(profile:"str|Profile"="auto", # a PROFILES name, a Profile, or '
     "The `SFTConfig` for `profile` with `overrides`; unknown, renamed, bad or contradictory arguments raise a `ConfigError`."
     p = get_profile(profile, env)
     for k in overrides:
-        if k not in _fields() or (k in RENAMED and RENAMED[k].accepted): raise _unknown_error(k, f"make_config({p.name!r}, {k}=...)")
+        if k not in _fields() or (k in RENAMED and RENAMED[k].accepted): raise _unknown_error(k, f"make_config({p.name!r}, {k}=...)", overrides[k])
     kwargs = {"report_to": default_report_to(), **p.args, "output_dir": f"runs/{p.name}", **overrides}
     if p.rehearsal: # the swap wins over a cell's own max_steps or batch size: a rehearsal must stay short on a CPU
         kwargs = {k: v for k, v in kwargs.items() if k not in REHEARSAL_SWAP["drop"]} | REHEARSAL_SWAP["args"]

@@ -9,7 +9,7 @@ __all__ = ['GiB', 'DEEPSEEK_R1_DISTILL_QWEN_1_5B_CONFIG', 'LORA_DEFAULTS', 'GPU_
            'MemoryEstimate', 'estimate_memory', 'checkpoint_sizes']
 
 # %% ../nbs/03c_memory.ipynb #d05cbdbc
-import json, warnings
+import json, os, warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -154,6 +154,13 @@ def _check_memory_args(a, dtype, seq_len):
         raise ConfigError(f"seq_len={seq_len!r} is not a number of tokens.", where="estimate_memory(seq_len=...)",
                           fix="Use a whole number ≥ 1, or None for max_length.")
 
+def _model_name(model) -> str:
+    "An estimate's title: the id you passed, else the config's `name_or_path` (a local folder by its name), else its type."
+    if isinstance(model, str): return model
+    cfg = model if isinstance(model, PretrainedConfig) else model.config
+    name = cfg.name_or_path or ""
+    return os.path.basename(name.rstrip("/")) if os.path.isabs(name) else name or f"unnamed {cfg.model_type} model"
+
 def estimate_memory(model, # MODEL_ID, 'offline', a Hub id in the local cache, a transformers config, or a loaded model
                     args, # an SFTConfig or a dict of SFTConfig arguments (batch size, max_length, precision, checkpointing)
                     lora=None, # LoraConfig arguments (dict) or a peft LoraConfig; None for full fine-tuning
@@ -183,7 +190,7 @@ def estimate_memory(model, # MODEL_ID, 'offline', a Hub id in the local cache, a
     tokens = a.per_device_train_batch_size * (seq_len or a.max_length or tc.max_position_embeddings)
     head = tokens * h * 8
     return MemoryEstimate(
-        model=model if isinstance(model, str) else type(model).__name__, n_params=n, n_trainable=trainable,
+        model=_model_name(model), n_params=n, n_trainable=trainable,
         weights_dtype=dtype, tokens_per_batch=tokens, checkpointing=bool(a.activation_checkpointing),
         weights_gib=(base * wb + (0 if full else trainable * tb)) / GiB, gradients_gib=trainable * tb / GiB,
         optimizer_gib=2 * trainable * state_b / GiB,

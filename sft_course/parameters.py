@@ -228,33 +228,41 @@ class Renamed:
     why:str # what happened
     fix:str # the replacement, as code
     accepted:bool=False # still accepted, with a FutureWarning
+    same:object=None # test of which old values mean the same under the new name (None: none carry over)
+
+    def fix_for(self, value) -> str:
+        "The fix for `old=value`: the new name with your value where it means the same there, else `fix`."
+        return f"{self.new}={value!r}" if self.same is not None and self.same(value) else self.fix
 
     def _repr_markdown_(self):
         head = f"**`{self.old}`** is gone: use **`{self.new}`**." if self.new else f"**`{self.old}`** is gone."
         if self.accepted: head = f"**`{self.old}`** is deprecated: use **`{self.new}`**."
         return f"{head} {self.why}\n\nInstead: `{self.fix}`"
 
+_ANY = lambda v: True # the new name takes every old value unchanged
+_FRACTION = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 # warmup_steps reads 1 and up as steps
+
 RENAMED = {r.old: r for r in [
     Renamed("evaluation_strategy", "eval_strategy", "transformers shortened the name in the 4.x series; the old one no longer exists in transformers 5.",
-            'eval_strategy="steps"'),
+            'eval_strategy="steps"', same=_ANY),
     Renamed("max_seq_length", "max_length", "TRL renamed it to match its other trainers; `SFTConfig` has only `max_length` now.",
-            "max_length=1024"),
+            "max_length=1024", same=_ANY),
     Renamed("tokenizer", "processing_class", "It is not a config field at all but an `SFTTrainer` argument, renamed because a trainer can take image and audio processors too.",
             "SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)"),
     Renamed("warmup_ratio", "warmup_steps", "transformers 5 folded it into `warmup_steps`: below 1 it is a fraction of all steps, from 1 up a number of steps.",
-            "warmup_steps=0.1"),
+            "warmup_steps=0.1", same=_FRACTION),
     Renamed("group_by_length", "train_sampling_strategy", "transformers 5 replaced the flag with a choice of samplers.",
             'train_sampling_strategy="group_by_length"'),
     Renamed("gradient_checkpointing", "activation_checkpointing", "transformers 5 renamed it (it recomputes activations; it never checkpointed gradients). "
             "The old name still works with a FutureWarning, but it is ignored whenever `activation_checkpointing` is set, as in every course profile.",
-            "activation_checkpointing=True", accepted=True),
+            "activation_checkpointing=True", accepted=True, same=_ANY),
     Renamed("overwrite_output_dir", None, "transformers 5 removed it.",
             'output_dir="runs/<a new name>"  # or resume: trainer.train(resume_from_checkpoint=True)'),
     Renamed("logging_dir", None, "transformers 5 removed it: TensorBoard writes under `output_dir` unless the `TENSORBOARD_LOGGING_DIR` environment variable says otherwise.",
             'os.environ["TENSORBOARD_LOGGING_DIR"] = "runs/tb"'),
-    Renamed("no_cuda", "use_cpu", "The old spelling; `use_cpu` says what it does on any accelerator.", "use_cpu=True"),
+    Renamed("no_cuda", "use_cpu", "The old spelling; `use_cpu` says what it does on any accelerator.", "use_cpu=True", same=_ANY),
     Renamed("per_gpu_train_batch_size", "per_device_train_batch_size", "The old spelling from before TPUs and other devices.",
-            "per_device_train_batch_size=8"),
+            "per_device_train_batch_size=8", same=_ANY),
     Renamed("use_mps_device", None, "Removed: an Apple GPU is used automatically; `use_cpu=True` opts out.", "use_cpu=True"),
     Renamed("save_safetensors", None, "Removed in transformers 5: checkpoints are always safetensors.", "(delete the argument)"),
     Renamed("push_to_hub_token", "hub_token", "The old spelling.", 'hub_token="hf_..."'),
@@ -296,14 +304,14 @@ def explain(name:str, # an SFTConfig argument, an old name of one, or a typo
     return Explanation(name, "unknown", f"**{code_span(name)}** is not an `SFTConfig` argument.{hint}", suggestions=sugg)
 
 # %% ../nbs/03b_parameters.ipynb #750b1b63
-def _renamed_error(name, where):
+def _renamed_error(name, where, value=_MISSING):
     r = RENAMED[name]
     what = (f"`{name}` is deprecated and ignored whenever `{r.new}` is set." if r.accepted
             else f"`{name}` is not an SFTConfig argument any more.")
-    return ConfigError(what, where=where, fix=f"Use {r.fix}. {r.why}")
+    return ConfigError(what, where=where, fix=f"Use {r.fix if value is _MISSING else r.fix_for(value)}. {r.why}")
 
-def _unknown_error(name, where):
-    if name in RENAMED: return _renamed_error(name, where)
+def _unknown_error(name, where, value=_MISSING): # value: what the caller passed, carried into the fix where it fits
+    if name in RENAMED: return _renamed_error(name, where, value)
     sugg = _suggest(str(name), 1)
     return ConfigError(f"`{name}` is not an SFTConfig argument.", where=where,
                        fix=(f"Did you mean `{sugg[0]}`? explain({sugg[0]!r}) describes it." if sugg else

@@ -228,7 +228,9 @@ def _summary_cells(s, max_length) -> dict:
             "turns per conversation (min / median / max)": f"{t['min']} / {t['median']:g} / {t['max']}" if t else "-"}
     if tok:
         cols["tokens p50 / p90 / p99 / max"] = f"{tok['p50']:,.0f} / {tok['p90']:,.0f} / {tok['p99']:,.0f} / {tok['max']:,}"
-        cols[f"longer than max_length={max_length}"] = f"{s['truncated_rows']:,} ({s['share_truncated']:.1%})"
+        n = s.get("tokenized_rows", s["rows"]) # rows the template could render; the share is of these
+        of = "" if n == s["rows"] else f" of {n:,} tokenized rows"
+        cols[f"longer than max_length={max_length}"] = f"{s['truncated_rows']:,}{of} ({s['share_truncated']:.1%})"
         share = s.get("assistant_share")
         cols["assistant tokens"] = "-" if share is None else f"{share:.0%}" + ("" if s["assistant_share_basis"] == "all rows" else " (sampled)")
     return cols
@@ -350,6 +352,7 @@ def _token_pass(rows, renderable, tokenizer, max_length, assistant_only_loss, ba
               for k, e in errors.items()]
     summary = {"template": "the tokenizer's own" if template is None else "TRL's training template"}
     done = lengths[lengths >= 0]
+    summary["tokenized_rows"] = int(len(done)) # the rows the template rendered: the base of share_truncated
     if len(done):
         p50, p90, p99 = np.percentile(done, [50, 90, 99])
         summary["tokens"] = {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": int(done.max()),
