@@ -177,3 +177,14 @@ def test_committed_outputs_show_no_machine_paths():
                 for t in texts:
                     m = bad.search(t if isinstance(t, str) else "".join(t))
                     assert not m, f"{path.name}: an output shows {m.group(0)!r}: {c.source.splitlines()[0]!r}"
+
+
+def test_links_between_chapters_name_the_notebook():
+    "`[x](02_dataset_preparation.ipynb)` works on GitHub, in JupyterLab and (rewritten by nbdev) on the site; a docs-page name only on the site."
+    import re
+    pages = {nbsync.doc_page(n) for n in nbsync.chapters()}
+    for path in sorted((ROOT/"nbs").glob("*.ipynb")):
+        for i, c in enumerate(nbformat.read(path, as_version=4).cells):
+            if c.cell_type != "markdown": continue
+            bad = [m for m in re.findall(r"\]\(([\w.-]+\.html)(?:#[^)]*)?\)", c.source) if m in pages]
+            assert not bad, f"{path.name} cell {i}: link {bad[0]} by its docs page; name the notebook instead"
