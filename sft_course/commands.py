@@ -17,9 +17,8 @@ from .environment import PROFILE_NAMES, check_environment, recommended_profile, 
 from .errors import ConfigError, HardwareError, SFTCourseError
 
 # %% ../nbs/07b_commands.ipynb #a41b87c4
-SHELL_WORDS = {"resume=True": "resume (drop --no-resume)", "resume=False": "--no-resume",
-               "output_dir=": "--output-dir ", "output_dir": "--output-dir", "max_steps=": "--max-steps ",
-               "make_config('auto')": "--profile auto", "model_id='offline'": "--quick", "quick=True": "--quick"}
+SHELL_WORDS = {"model_id='offline'": "--quick", "model_id": "--model-id", "output_dir": "--output-dir", "max_steps=": "--max-steps ",
+               "make_config('auto')": "--profile auto", "quick=True": "--quick"} # replaced in this order: model_id='offline' first
 
 def for_shell(text:str) -> str:
     "A Python-worded fix reworded with the `sft-course` flags that do the same."
@@ -110,15 +109,20 @@ def cmd_train(args):
 def cmd_plan(args):
     from sft_course.config import get_profile, make_config, plan
     from sft_course.data import sample_dataset
+    from sft_course.memory import estimate_memory
+    from sft_course.offline import OFFLINE
     if args.max_steps is not None and not 1 <= args.max_steps <= MAX_STEPS_LIMIT:
         raise ConfigError(f"--max-steps {args.max_steps} is not a number of steps a run can take.", where="--max-steps",
                           fix=f"Use a whole number from 1 to {MAX_STEPS_LIMIT:,}.")
     p = get_profile(args.profile)
     n = args.n_train or len(sample_dataset()["train"])
     over = {} if args.max_steps is None else {"max_steps": args.max_steps}
-    pl = plan(make_config(p, check_hardware=False, output_dir=f"runs/{p.name}", **over), n_train=n)
+    a = make_config(p, check_hardware=False, output_dir=f"runs/{p.name}", **over)
+    a.eval_on_start = a.eval_strategy != "no" # as run_example runs a fresh run with an evaluation set: step 0 too
     print(f"profile {p.name}: {p.description}\ntraining rows: {n:,}" + ("" if args.n_train else " (the sample conversations; --n-train for yours)"))
-    print(pl._repr_markdown_())
+    print(plan(a, n_train=n)._repr_markdown_())
+    if p.model == OFFLINE: print(f"\nmemory: no estimate; chapter 3's estimate is of GPU memory, and {p.name} trains on a CPU.")
+    else: print("\n" + estimate_memory(p.model, a, lora=p.lora, dtype=p.torch_dtype)._repr_markdown_())
     return 0
 
 def cmd_diagnose(args):
@@ -148,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--no-hub-check", action="store_true", help="do not try to reach huggingface.co")
     e.set_defaults(func=cmd_env)
-    pl = sub.add_parser("plan", help="the steps at which a run logs, evaluates and saves, before it starts")
+    pl = sub.add_parser("plan", help="the steps at which a run logs, evaluates and saves, and the GPU memory it needs, before it starts")
     pl.add_argument("--profile", default="cpu-quick", help=f"one of {', '.join(PROFILE_NAMES)} (default: cpu-quick)")
     pl.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: the profile's epochs)")
     pl.add_argument("--n-train", type=int, default=None, help="training rows (default: the 480 sample conversations)")
