@@ -6,14 +6,14 @@ Docs: https://sft-course.github.io/sft-course/environment.html.md"""
 
 # %% auto #0
 __all__ = ['REHEARSAL_VAR', 'rehearsing', 'can_run', 'LIBRARIES', 'HUB_HOST', 'hub_status', 'bf16_support',
-           'FLASH_ATTENTION_MIN_CC', 'flash_attention_kernel', 'EnvReport', 'check_environment', 'PROFILE_NAMES',
-           'FULL_FT_STATES_GIB', 'FULL_FT_MIN_VRAM_GIB', 'recommended_profile']
+           'FLASH_ATTENTION_MIN_CC', 'FLASH_ATTN_KERNEL', 'flash_attention_kernel', 'EnvReport', 'check_environment',
+           'PROFILE_NAMES', 'FULL_FT_STATES_GIB', 'FULL_FT_MIN_VRAM_GIB', 'recommended_profile']
 
 # %% ../nbs/00_environment.ipynb #0e75e0d7
 import os
 
 from .machine import *
-_all_ = ["LIBRARIES", "HUB_HOST", "hub_status", "bf16_support", "FLASH_ATTENTION_MIN_CC", "flash_attention_kernel",
+_all_ = ["LIBRARIES", "HUB_HOST", "hub_status", "bf16_support", "FLASH_ATTENTION_MIN_CC", "FLASH_ATTN_KERNEL", "flash_attention_kernel",
          "EnvReport", "check_environment", "PROFILE_NAMES", "FULL_FT_STATES_GIB", "FULL_FT_MIN_VRAM_GIB", "recommended_profile"]
 
 # %% ../nbs/00_environment.ipynb #cea84ae5

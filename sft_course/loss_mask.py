@@ -15,7 +15,7 @@ from fastcore.basics import patch_to
 
 from .errors import *
 from .formats import _short, as_text, check_positive_int, check_tokenizer, training_template
-from .validation import UNRENDERABLE, check_row
+from .validation import UNRENDERABLE, _plain, check_row
 
 # %% ../nbs/02b_loss_mask.ipynb #7833d6fc
 @dataclass
@@ -74,6 +74,7 @@ def _checked_turns(turns, where) -> list:
 
 def _checked_example(example) -> tuple:
     "(the example as a dict in one of TRL's formats, notes); raises `DatasetFormatError` for what cannot be rendered."
+    example = _plain(example)  # a row of a DataFrame from Dataset.to_pandas() holds its lists as numpy arrays
     if isinstance(example, (list, tuple)): example = {"messages": list(example)}
     if not isinstance(example, dict) or not ({"messages", "text"} & set(example) or {"prompt", "completion"} <= set(example)):
         raise DatasetFormatError("show_loss_mask needs a row with `messages`, `prompt` + `completion`, or `text`.",

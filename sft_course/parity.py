@@ -141,7 +141,7 @@ class ParityReport:
     summary:dict # rows, answers, answers in parity, counts, the end-token check
 
     @property
-    def ok(self) -> bool: return not self.issues
+    def ok(self) -> bool: return not self.issues and self.summary["answers"] > 0 # a report that checked no answer proves nothing
     @property
     def counts(self) -> Counter: return Counter(i.kind for i in self.issues)
 
@@ -160,6 +160,11 @@ def _end_token_line(s) -> str:
 @patch_to(ParityReport)
 def _repr_markdown_(self):
     s = self.summary
+    if not s["answers"]:
+        k = len(s["skipped_rows"])
+        why = ("the template cannot render any of them, run validate(dataset) to see why" if k == s["rows"] else
+               "no row has an answer after a prompt" + (f" ({k} rows skipped, run validate)" if k else ""))
+        return f"**Train/inference parity: not ok, no answer was checked** ({s['rows']:,} rows: {why})"
     md = [f"**Train/inference parity: {s['answers_in_parity']:,} of {s['answers']:,} answers are generated from exactly "
           f"the text they were trained on** ({s['rows']:,} rows; template: {s['template']}"
           + (f"; {len(s['skipped_rows'])} rows skipped, run validate" if s["skipped_rows"] else "") + ")"]

@@ -25,6 +25,8 @@ from .formats import _short, check_positive_int, check_tokenizer, renders_empty,
 # %% ../nbs/02d_validation.ipynb #4aa78efc
 ROLES = ("system", "user", "assistant", "tool") # the roles DeepSeek-R1-Distill's template renders
 
+_REMOVE_INVISIBLE = "''.join(ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ('Cf', 'Cc'))"
+
 PROBLEMS = {
     "missing_messages": "Every row needs a non-empty `messages` list: convert raw rows with standardize(), or drop the row.",
     "not_a_dict": "Each message must be a dict like {'role': 'user', 'content': '...'}.",
@@ -36,9 +38,9 @@ PROBLEMS = {
                                "drops them silently, and with content None it fails (transformers drops None keys). Write "
                                "the call into the assistant's content as text (e.g. <tool_call>{...}</tool_call>), or drop the row.",
     "empty_content": "An empty turn teaches the model to say nothing (or to expect nothing): fill it in or drop the row.",
-    "invisible_content": "The turn renders as nothing: it holds only invisible characters (zero-width spaces U+200B/U+200C/"
-                         "U+200D, word joiner U+2060, byte-order mark U+FEFF), usually left by a copy-paste or an export. "
-                         "Remove them (re.sub('[\\u200b-\\u200d\\u2060\\ufeff]', '', text)), then fill in the turn or drop the row.",
+    "invisible_content": "The turn renders as nothing: besides whitespace it holds only invisible characters (Unicode format "
+                         "or control characters, such as the zero-width space U+200B or the byte-order mark U+FEFF), usually "
+                         f"left by a copy-paste or an export. Remove them ({_REMOVE_INVISIBLE}), then fill in the turn or drop the row.",
     "system_not_first": "Put the system prompt first: DeepSeek's template moves it to the start anyway, and keeps only the last one.",
     "roles_not_alternating": "After an optional system prompt, turns go user, assistant, user, assistant...: merge "
                              "consecutive turns of the same role.",
@@ -112,11 +114,19 @@ def _order_problems(roles:list) -> list:
 _FIELD = {"not_a_dict": "", "missing_key": "", "tool_calls_not_rendered": ".tool_calls", "unknown_role": ".role",
           "roles_not_alternating": ".role", "tool_out_of_order": ".role", "system_not_first": ""}
 
+def _plain(v):
+    "`v` with numpy arrays (what `Dataset.to_pandas()` makes of lists) turned back into lists, at any depth."
+    if isinstance(v, np.ndarray): v = v.tolist()
+    if isinstance(v, list): return [_plain(x) for x in v]
+    if isinstance(v, dict): return {k: _plain(x) for k, x in v.items()}
+    return v
+
 def _messages_of(row):
     "(messages, None), or (None, why the row has no usable `messages`)."
     if not isinstance(row, dict): return None, f"the row is {_type_name(row)}, not a dict with `messages`"
     m = row.get("messages")
     if m is None: return None, "no `messages`" if "messages" not in row else "`messages` is None"
+    if isinstance(m, np.ndarray): m = _plain(m)  # a list, as a DataFrame from Dataset.to_pandas() holds it
     if not isinstance(m, (list, tuple)): return None, f"`messages` is {_type_name(m)}, not a list"
     return (m, None) if len(m) else (None, "`messages` is an empty list")
 
@@ -175,8 +185,9 @@ def rows_of(dataset, # a `Dataset`, a list of rows or a pandas DataFrame
             raise DatasetFormatError("validate() checks conversations, and this dataset has no `messages` column.",
                                      where=f"columns {dataset.column_names}", fix="Convert it first: standardize(dataset).")
         rows = [{"messages": m} for m in dataset.with_format("arrow")[:]["messages"].to_pylist()] if len(dataset) else []
-    elif hasattr(dataset, "to_dict") and hasattr(dataset, "columns"): rows = dataset.to_dict("records")  # pandas
-    elif isinstance(dataset, (list, tuple)): rows = list(dataset)
+    elif hasattr(dataset, "to_dict") and hasattr(dataset, "columns"): rows = [_plain(r) for r in dataset.to_dict("records")]  # pandas
+    elif isinstance(dataset, (list, tuple)):
+        rows = [_plain(r) if isinstance(r, dict) and isinstance(r.get("messages"), np.ndarray) else r for r in dataset]
     else:
         raise DatasetFormatError(f"validate() takes a Dataset or a list of rows, not a {type(dataset).__name__}.",
                                  where="validate(dataset)", fix="For a streamed dataset, take some rows first: "
@@ -231,8 +242,9 @@ def _summary_cells(s, max_length) -> dict:
         n = s.get("tokenized_rows", s["rows"]) # rows the template could render; the share is of these
         of = "" if n == s["rows"] else f" of {n:,} tokenized rows"
         cols[f"longer than max_length={max_length}"] = f"{s['truncated_rows']:,}{of} ({s['share_truncated']:.1%})"
-        share = s.get("assistant_share")
-        cols["assistant tokens"] = "-" if share is None else f"{share:.0%}" + ("" if s["assistant_share_basis"] == "all rows" else " (sampled)")
+        share, m = s.get("assistant_share"), s.get("assistant_share_rows")
+        on = "" if m is None or m >= n else f" (measured on {m:,} of {n:,} rows)"
+        cols["assistant tokens"] = "-" if share is None else f"{share:.0%}{on}"
     return cols
 
 @patch_to(DataReport)
@@ -327,17 +339,17 @@ def _token_counts(tokenizer, convs:list, template, masks:bool, batch_size:int) -
 
 # %% ../nbs/02d_validation.ipynb #653fe69e
 def _assistant_share(tokenizer, convs, lengths, masks, assistant, batch_size, sample_size, seed) -> tuple:
-    "(share of assistant tokens, what it was measured on): exact with generation markers, else on a sample with TRL's training template."
+    "(share of assistant tokens, what it was measured on, rows measured): exact with generation markers, else on a sample with TRL's training template."
     done = [i for i, n in enumerate(lengths) if n >= 0]
-    if not done: return None, None
-    if masks: return sum(assistant[i] for i in done) / sum(lengths[i] for i in done), "all rows"
+    if not done: return None, None, None
+    if masks: return sum(assistant[i] for i in done) / sum(lengths[i] for i in done), "all rows", len(done)
     try: template = training_template(tokenizer, assistant_only_loss=True)
-    except ConfigError: return None, None  # TRL has no training variant of this template
+    except ConfigError: return None, None, None  # TRL has no training variant of this template
     pick = sorted(np.random.default_rng(seed).choice(done, min(sample_size, len(done)), replace=False).tolist())
     sl, sa, _ = _token_counts(tokenizer, [convs[i] for i in pick], template, True, batch_size)
     got = [k for k, n in enumerate(sl) if n >= 0]
-    if not got: return None, None
-    return sum(sa[k] for k in got) / sum(sl[k] for k in got), f"sample of {len(got):,} rows, TRL's training template"
+    if not got: return None, None, None
+    return sum(sa[k] for k in got) / sum(sl[k] for k in got), f"sample of {len(got):,} rows, TRL's training template", len(got)
 
 def _token_pass(rows, renderable, tokenizer, max_length, assistant_only_loss, batch_size, sample_size, seed) -> tuple:
     "(lengths per row, issues, summary entries) from the one batched tokenizer pass."
@@ -357,7 +369,7 @@ def _token_pass(rows, renderable, tokenizer, max_length, assistant_only_loss, ba
         p50, p90, p99 = np.percentile(done, [50, 90, 99])
         summary["tokens"] = {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": int(done.max()),
                              "mean": float(done.mean()), "total": int(done.sum())}
-        summary["assistant_share"], summary["assistant_share_basis"] = _assistant_share(
+        summary["assistant_share"], summary["assistant_share_basis"], summary["assistant_share_rows"] = _assistant_share(
             tokenizer, convs, counts, masks, assistant, batch_size, sample_size, seed)
     if max_length is not None:
         long = np.nonzero(lengths > max_length)[0]
@@ -393,7 +405,8 @@ def validate(dataset, # a conversational `Dataset` (or a list of row dicts) with
     for issue in issues: kinds.setdefault(issue.row, set()).add(issue.kind)
     issues += duplicate_issues(rows, [i for i in range(len(rows)) if i not in kinds])
     summary = {"rows": len(rows), "turns": _turn_stats(rows, issues), "tokens": None, "max_length": max_length,
-               "truncated_rows": 0, "share_truncated": 0.0, "assistant_share": None, "assistant_share_basis": None, "template": None}
+               "truncated_rows": 0, "share_truncated": 0.0, "assistant_share": None, "assistant_share_basis": None,
+               "assistant_share_rows": None, "template": None}
     lengths = np.full(len(rows), -1, np.int64)
     if tokenizer is not None:
         check_tokenizer(tokenizer)

@@ -486,6 +486,27 @@ def test_parity_end_token_truncation_and_bad_rows(offline_dir, tok):
     with pytest.raises(ConfigError): template_parity([GOOD], None)
 
 
+def test_dataframe_from_to_pandas_validates_and_checks_parity(tok):
+    "Dataset.to_pandas() holds each `messages` as a numpy array: validate and template_parity read it as the list it was."
+    rows = [GOOD, to_messages("Hi", "Hello!"), GOOD]
+    df = Dataset.from_list(rows).to_pandas()
+    assert isinstance(df["messages"][0], np.ndarray)
+    assert [(i.row, i.kind) for i in validate(df, tok).issues] == [(2, "duplicate")]
+    parity = template_parity(df, tok)
+    assert parity.summary["skipped_rows"] == [] and parity.summary["answers"] == 3
+    assert [(i.row, i.kind) for i in parity.issues] == [(i.row, i.kind) for i in template_parity(rows, tok).issues]
+    assert template_parity(add_empty_reasoning(rows), tok).ok
+    assert show_loss_mask(df.iloc[0].to_dict(), tok).n_trained > 0
+
+
+def test_parity_report_that_checked_no_answer_is_not_ok(tok):
+    bad = template_parity([{"messages": None}, {"messages": [{"role": "user", "content": 3}]}], tok)
+    assert bad.summary["skipped_rows"] == [0, 1] and bad.summary["answers"] == 0 and not bad.issues
+    assert not bad.ok and "no answer was checked" in bad._repr_markdown_() and "run validate" in bad._repr_markdown_()
+    no_answer = template_parity([{"messages": turns(("user", "Hi"))}], tok)
+    assert not no_answer.ok and "no row has an answer" in no_answer._repr_markdown_()
+
+
 def test_parity_token_boundary(offline_dir):
     merged = AutoTokenizer.from_pretrained(offline_dir)
     merged.add_tokens(["\n\n"])  # as DeepSeek's (Qwen2's) tokenizer, "\n\n" is one token

@@ -69,7 +69,9 @@ def test_flash_attention_is_not_claimed_on_a_t4(monkeypatch, no_network):
     assert check_environment(check_hub=False).flash_attention is None
     assert any(a.startswith("No FlashAttention") for a in check_environment(check_hub=False).advice)
     assert [flash_attention_kernel(cc) for cc in (None, (7, 0), (7, 5), (8, 0), (8, 9), (9, 0))] == \
-           [None, None, None] + ["kernels-community/flash-attn"] * 3
+           [None, None, None] + [sft_course.machine.FLASH_ATTN_KERNEL] * 3
+    from transformers.modeling_flash_attention_utils import FLASH_ATTN_KERNEL_FALLBACK
+    assert sft_course.machine.FLASH_ATTN_KERNEL == FLASH_ATTN_KERNEL_FALLBACK["flash_attention_2"]  # the name transformers loads
     monkeypatch.setattr(sft_course.machine, "is_flash_attn_2_available", lambda: True)
     assert (flash_attention_kernel((7, 5)), flash_attention_kernel((8, 0))) == (None, "flash_attention_2")
     monkeypatch.setattr(sft_course.machine, "is_flash_attn_2_available", lambda: False)
