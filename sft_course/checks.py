@@ -71,7 +71,7 @@ def _multiple(a, b):
 @_check("eval-steps-without-eval")
 def _eval_steps_without_eval(a, c):
     "`eval_steps` is set but `eval_strategy='no'`: evaluation never runs."
-    if a.eval_strategy == "no" and a.eval_steps is not None:
+    if a.eval_strategy == "no" and a.eval_steps not in (None, 0): # 0, like None, is unset
         return ConfigIssue("warning", "eval_strategy", f"eval_steps={a.eval_steps} is set but eval_strategy='no', so no "
                            "evaluation ever runs and overfitting goes unseen.", "Set eval_strategy='steps' (and pass an eval_dataset).")
 
@@ -264,6 +264,14 @@ class TrainingPlan:
     def n_checkpoints(self) -> int: return len(self.save_at)
 
 # %% ../nbs/03d_checks.ipynb #8a7d5fdc
+def _spread(steps, n):
+    "At most `n` of `steps`, evenly spaced through the list, first and last included."
+    if len(steps) <= n: return list(steps)
+    return [steps[round(k * (len(steps) - 1) / (n - 1))] for k in range(n)] if n > 1 else steps[-1:]
+
+def _marker_label(what, drawn, every):
+    return what if len(drawn) == len(every) else f"{what} ({len(drawn)} of {len(every):,} drawn)"
+
 @patch_to(TrainingPlan)
 def lr_schedule(self, steps=None, # the steps to read (None: every step, 0 to total_steps - 1)
                ) -> list:
@@ -281,7 +289,9 @@ def lr_schedule(self, steps=None, # the steps to read (None: every step, 0 to to
     return [lrs[s] for s in steps]
 
 @patch_to(TrainingPlan)
-def plot_lr(self, ax=None, max_points:int=1000):
+def plot_lr(self, ax=None, max_points:int=1000, # points of the curve
+            max_markers:int=50, # evaluations (and checkpoints) drawn, spread evenly over the run
+           ):
     "Plot the learning-rate schedule with warmup, evaluations and checkpoints marked; returns the Axes."
     if ax is None:
         import matplotlib.pyplot as plt
@@ -290,9 +300,9 @@ def plot_lr(self, ax=None, max_points:int=1000):
     xs = sorted(set(range(0, self.total_steps, every)) | {self.total_steps - 1} | set(range(min(self.warmup_steps + 1, self.total_steps))))
     ax.plot([s + 1 for s in xs], self.lr_schedule(xs), label=f"learning rate ({self.lr_scheduler_type})")
     if self.warmup_steps: ax.axvspan(0, self.warmup_steps, color="tab:orange", alpha=0.15, label=f"warmup ({self.warmup_steps} steps)")
-    for i, s in enumerate(self.eval_at[:50]): ax.axvline(s, color="tab:green", ls=":", label="evaluation" if i == 0 else None)
-    saves = self.save_at[:50]
-    if saves: ax.plot(saves, self.lr_schedule([max(s - 1, 0) for s in saves]), "kv", label="checkpoint")
+    evals, saves = _spread(self.eval_at, max_markers), _spread(self.save_at, max_markers)
+    for i, s in enumerate(evals): ax.axvline(s, color="tab:green", ls=":", label=_marker_label("evaluation", evals, self.eval_at) if i == 0 else None)
+    if saves: ax.plot(saves, self.lr_schedule([max(s - 1, 0) for s in saves]), "kv", label=_marker_label("checkpoint", saves, self.save_at))
     ax.set(title=f"Learning-rate schedule: {self.total_steps:,} steps, peak {self.learning_rate:g}",
            xlabel="optimizer step", ylabel="learning rate")
     ax.legend(loc="upper right", fontsize="small")
@@ -322,6 +332,11 @@ def _clock(strategy, interval, total, ends):
     if strategy == "epoch": return list(ends)
     return []
 
+def _epoch_at(step, spe, accum, batches):
+    "`TrainerState.epoch` at the end of optimizer `step`: whole epochs done plus the share of this epoch's batches."
+    done = (step - 1) // spe
+    return done + min((step - done * spe) * accum, batches) / batches
+
 def _check_rows(n, where):
     "A ConfigError unless `n` is None or a whole number of rows ≥ 1."
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
@@ -345,7 +360,7 @@ def plan(args, # an SFTConfig, or a dict of SFTConfig arguments
         if batches == 0: raise ConfigError(f"{n_train} rows make no full batch of {rows_per_batch} with dataloader_drop_last=True.",
                                            where="dataloader_drop_last", fix="Set dataloader_drop_last=False or use a smaller batch.")
         spe = max(batches // accum + int(batches % accum > 0), 1)
-    else: spe = None
+    else: spe = batches = None
     if a.max_steps > 0: total = a.max_steps
     elif spe is None: raise ConfigError("Without max_steps, the number of steps depends on the dataset size.", where="plan(n_train=...)",
                                         fix="Pass n_train (the number of training rows), or set max_steps.")
@@ -364,7 +379,9 @@ def plan(args, # an SFTConfig, or a dict of SFTConfig arguments
     ends = ([k * spe for k in range(1, math.ceil(total / spe)) if k * spe < total] + [total]) if spe else []
     log_at = _clock(a.logging_strategy, state.logging_steps, total, ends)
     if a.logging_first_step and 1 not in log_at: log_at = [1] + log_at
-    eval_at = [s for s in _clock(a.eval_strategy, state.eval_steps, total, ends) if s >= a.eval_delay]
+    eval_at = _clock(a.eval_strategy, state.eval_steps, total, ends)
+    if a.eval_strategy == "epoch": eval_at = [s for s in eval_at if a.eval_delay <= _epoch_at(s, spe, accum, batches)] # eval_delay in epochs
+    else: eval_at = [s for s in eval_at if s >= a.eval_delay] # ... and in steps
     if a.eval_strategy == "steps" and total not in eval_at and total >= a.eval_delay: eval_at.append(total)
     if a.eval_on_start and a.eval_strategy != "no": eval_at = [0] + eval_at
     save_at = _clock(a.save_strategy, state.save_steps, total, ends)

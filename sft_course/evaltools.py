@@ -210,14 +210,16 @@ def compare_generations(model, # the fine-tuned model: a peft model (LoRA), or a
         raise ConfigError("This model has no LoRA adapter to switch off, and no base_model was given.", where="base_model",
                           fix="Pass base_model=<the model before training> (full fine-tuning), or a peft model.")
     gen = lambda m: [generate(m, tokenizer, p, max_new_tokens, details=True, **generate_kwargs) for p in prompts]
-    was_training = model.training
+    was_training, base_was_training = model.training, getattr(base_model, "training", None)
     model.eval()
     try:
         if base_model is not None: base = gen(base_model.eval())
         else:
             with model.disable_adapter(): base = gen(model)
         tuned = gen(model)
-    finally: model.train(was_training)
+    finally:
+        model.train(was_training)
+        if base_model is not None: base_model.train(base_was_training)
     return Comparison([_last_user(p) for p in prompts], base, tuned)
 
 # %% ../nbs/06b_evaltools.ipynb #d3b5643e

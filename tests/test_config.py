@@ -329,6 +329,42 @@ def test_plan_matches_a_real_run(tmp_path):
     assert saved == p.save_at == [10, 20, 25]
 
 
+def test_eval_steps_zero_is_unset_as_in_transformers(tmp_path):
+    "transformers reads eval_steps=0 like None (every logging_steps): make_config builds it, and plan and check_config agree."
+    args = make_config("cpu-quick", output_dir=str(tmp_path), eval_strategy="steps", eval_steps=0, logging_steps=10)
+    assert args.eval_steps == args.logging_steps == 10
+    assert C.bad_values(dict(BASE, eval_strategy="steps", eval_steps=0)) == []
+    assert plan(dict(BASE, eval_steps=0), 480).eval_at == plan(dict(BASE, eval_steps=None), 480).eval_at
+    assert "eval-steps-without-eval" not in check_config(dict(BASE, eval_strategy="no", eval_steps=0), train_size=480, hardware=False).rules
+
+
+EPOCH_CASES = [dict(n=480, num_train_epochs=3, eval_delay=2), dict(n=480, num_train_epochs=2.5, eval_delay=2.4),
+               dict(n=480, num_train_epochs=2.5, eval_delay=2.6), dict(n=100, max_steps=7, gradient_accumulation_steps=3, eval_delay=1.4),
+               dict(n=100, max_steps=7, gradient_accumulation_steps=3, eval_delay=1.5), dict(n=100, num_train_epochs=2, eval_delay=1)]
+
+
+@pytest.mark.parametrize("case", EPOCH_CASES, ids=[str(c) for c in EPOCH_CASES])
+def test_plan_counts_eval_delay_in_epochs_as_the_trainer_does(case, tmp_path):
+    "With eval_strategy='epoch', DefaultFlowCallback compares eval_delay with the epoch: plan's evaluations are a real Trainer's."
+    from torch.utils.data import Dataset
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+    case = dict(case); n = case.pop("n")
+    kw = dict(per_device_train_batch_size=8, eval_strategy="epoch", save_strategy="no", **case)
+    class Rows(Dataset):
+        def __init__(self, k): self.k = k
+        def __len__(self): return self.k
+        def __getitem__(self, i): return {"x": torch.tensor([float(i % 7)])}
+    class Tiny(torch.nn.Module):
+        def __init__(self): super().__init__(); self.w = torch.nn.Linear(1, 1)
+        def forward(self, x): return {"loss": self.w(x).pow(2).mean()}
+    seen = []
+    class Record(TrainerCallback):
+        def on_evaluate(self, args, state, control, **_): seen.append(state.global_step)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", disable_tqdm=True, use_cpu=True, logging_strategy="no", **kw)
+    Trainer(model=Tiny(), args=args, train_dataset=Rows(n), eval_dataset=Rows(8), callbacks=[Record()]).train()
+    assert plan(kw, n).eval_at == seen
+
+
 # ---------------------------------------------------------------- memory
 
 def test_deepseek_config_and_parameter_count():
@@ -446,7 +482,7 @@ BAD = [("learning_rate", -1e-4), ("learning_rate", 0), ("learning_rate", 0.0), (
        ("per_device_train_batch_size", "8"), ("gradient_accumulation_steps", 0), ("gradient_accumulation_steps", -1),
        ("max_length", 0), ("max_length", -512), ("max_length", "1024"), ("num_train_epochs", 0), ("num_train_epochs", -1),
        ("num_train_epochs", float("nan")), ("num_train_epochs", float("inf")), ("max_steps", 0), ("max_steps", -3),
-       ("save_steps", 0), ("save_steps", -10), ("eval_steps", 0), ("logging_steps", 0), ("logging_steps", float("inf")),
+       ("save_steps", 0), ("save_steps", -10), ("eval_steps", -1), ("logging_steps", 0), ("logging_steps", float("inf")),
        ("warmup_steps", -1), ("warmup_steps", 2.5), ("save_total_limit", 0), ("seed", -1), ("bf16", "yes"),
        ("eval_strategy", "sometimes"), ("lr_scheduler_type", "cosin")]
 

@@ -112,8 +112,10 @@ def test_adapter_off_answers_equal_the_base_models(offline_dir):
     assert [o["text"] for o in cmp.base] == want
     assert [o["text"] for o in cmp.tuned] != want
     assert cmp.prompts == PROMPTS and all(set(o) >= {"text", "ended", "new_tokens"} for o in cmp.tuned)
+    lora.train(); base.train()
     full = compare_generations(lora, tok, PROMPTS, base_model=base, max_new_tokens=24)
     assert [o["text"] for o in full.base] == want
+    assert lora.training and base.training  # both models are left in the mode they were in
     with pytest.raises(ConfigError, match="no LoRA adapter"): compare_generations(base, tok, PROMPTS)
     with pytest.raises(DataValidationError): compare_generations(lora, tok, [])
     with pytest.raises(DataValidationError): compare_generations(lora, tok, "What is the capital of Japan?")
