@@ -43,7 +43,7 @@ def resolve_output_dir(path, # where the run should write: relative, absolute, o
                               fix="Choose a directory path for the run (it is created if missing).")
     try:
         p.mkdir(parents=True, exist_ok=True)
-        probe = p/".sft-course-write-test"
+        probe = p/f".sft-course-write-test-{os.getpid()}" # one per process: ranks of a launch probe at once
         probe.write_text("ok"); probe.unlink()
     except OSError as e:
         raise CheckpointError(f"Cannot create or write {p}: {e.strerror or e}.", where="output_dir",

@@ -87,10 +87,12 @@ def run_example(profile:str="auto", # a PROFILES name, or 'auto' for this machin
         profile, model_id = "cpu-quick", OFFLINE
     p = get_profile(profile)
     model_id = model_id or p.model
-    out = resolve_output_dir(output_dir or f"runs/{'quick' if quick else p.name}")
     if max_steps is not None: overrides["max_steps"] = max_steps
     if quick: overrides.setdefault("save_total_limit", None) # keep every checkpoint of the short run
-    args = make_config(p, output_dir=str(out), **overrides) # fails fast: wrong machine, renamed argument, bad value
+    where = str(output_dir or f"runs/{'quick' if quick else p.name}")
+    args = make_config(p, output_dir=where, **overrides) # fails fast: wrong machine, renamed argument, bad value
+    out = resolve_output_dir(where) # only now is the directory created (and checked to be writable)
+    args.output_dir = str(out)
     train, test = dataset_splits(dataset, model_id == OFFLINE)
     if test is None and "eval_strategy" not in overrides: # nothing to evaluate on
         args = make_config(p, output_dir=str(out), **overrides, eval_strategy="no")
