@@ -112,7 +112,7 @@ def _state_file(path:Path) -> Path:
     if path.is_file(): return path
     if not path.is_dir():
         raise CheckpointError(f"There is no file or directory {str(path)!r} to read a training history from.", where=str(path),
-                              fix="Pass a run's output_dir, one of its checkpoint-* folders, or a trainer_state.json file.")
+                              fix="Pass a run's output directory, one of its checkpoint-* folders, or a trainer_state.json file.")
     found = [path/"trainer_state.json"] if (path/"trainer_state.json").is_file() else []
     # the newest checkpoint-N that holds a trainer_state.json (its weights are not needed to read the history)
     found += [c/"trainer_state.json" for c in checkpoints(path, complete=False) if (c/"trainer_state.json").is_file()][-1:]
@@ -151,7 +151,7 @@ def from_checkpoint(cls:LossHistory, path:str|Path, # output dir, checkpoint-N f
     "The history stored in `trainer_state.json`; for an output directory, its newest copy."
     if not isinstance(path, (str, Path)):
         raise CheckpointError(f"A path is a str or a Path, not a {_what(path)}.", where="LossHistory.from_checkpoint(path)",
-                              fix="Pass a run's output_dir, one of its checkpoint-* folders, or a trainer_state.json file.")
+                              fix="Pass a run's output directory, one of its checkpoint-* folders, or a trainer_state.json file.")
     path = Path(path).expanduser()
     f = _state_file(path)
     state = _read_state(f)
