@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                      # CPU: both models, both data sets (under 10 minutes on the 2-core development machine)
     python benchmarks/throughput.py --models standin     # only the stand-in
     python benchmarks/throughput.py --explore            # CPU: also the recipe variants the report discusses
+    python benchmarks/throughput.py --explore --variants compile   # only the variants whose name holds 'compile'
     python benchmarks/throughput.py --gpu                # CUDA: DeepSeek-R1-Distill-Qwen-1.5B's architecture
 
 The seed's recipe is the example chapter 4 starts from: `SFTConfig(per_device_train_batch_size=4,
@@ -328,7 +329,7 @@ ARMS = {"seed": "the seed's recipe", "seed_no_checkpointing": "the seed's recipe
 
 def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int, max_length:int, course:str,
             cuda:bool=False, course_overrides:dict|None=None, check:bool=True, log=None, decompose:bool=False,
-            exact_tokenizer=None) -> dict:
+            exact_tokenizer=None, warmup:int|None=None) -> dict:
     "Seed vs course on `rows` for `steps` optimizer steps, alternating, `reps` times each; then the loss check."
     log = log or (lambda *a: print(*a, flush=True))
     arms = tuple(ARMS) if decompose else ("seed", "course")
@@ -348,7 +349,7 @@ def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int
             else: args = build_args("seed", tempfile.mkdtemp(), steps, max_length, cuda,
                                     **({"gradient_checkpointing": False} if arm == "seed_no_checkpointing" else {}))
             trainer, m = train_once(make_model, tokenizer, course_rows if arm == "course" else seed_rows, args, cuda,
-                                    warmup=2 if cuda else 1)  # the first step's one-time costs are not throughput
+                                    warmup=warmup or (2 if cuda else 1))  # the first steps' one-time costs are not throughput
             m["tokens_per_s"] = round(tokens_per_s(m, cuda), 1)
             runs[arm].append(m)
             log(f"  {name} {arm:21} rep {rep + 1}: {m['real_tokens']:>7,} real tokens, padding {m['padding_share']:.0%}, "
@@ -371,7 +372,8 @@ def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int
                lengths=length_summary(lengths),
                expected_padding_share=dict(seed=round(_random_padding(lengths, 4), 4),
                                            course=round(padding_of(lengths, bs, course_order(lengths, bs, 10**9)), 4) if grouped else None),
-               seed_batch=4, course_batch=bs, course_profile=course, course_overrides=course_overrides or {}, runs=runs)
+               seed_batch=4, course_batch=bs, course_profile=course, course_overrides=course_overrides or {},
+               untimed_steps=warmup or (2 if cuda else 1), runs=runs)
     if exact_tokenizer is not None: res["lengths_exact_tokenizer"] = length_summary(token_lengths(rows, exact_tokenizer))
     if decompose:  # the ratio, split into what the course's recipe changes: padding, and recomputation
         nockpt = [m["tokens_per_s"] for m in runs["seed_no_checkpointing"]]
@@ -431,7 +433,7 @@ def cpu_main(a):
             res["data"][data] = compare(f"{model_name}/{data}", make, cfg, tok, rows_by_data[data], steps, a.reps,
                                         a.max_length, "cpu-quick", decompose=a.decompose, exact_tokenizer=exact)
             if a.explore:
-                res["data"][data]["variants"] = explore_cpu(make, cfg, tok, rows_by_data[data], steps, a.max_length)
+                res["data"][data]["variants"] = explore_cpu(make, cfg, tok, rows_by_data[data], steps, a.max_length, a.variants)
         main_data = "synthetic" if "synthetic" in res["data"] else a.data[0]
         for k in ("seed_tokens_per_s", "course_tokens_per_s", "ratio", "max_per_example_loss_diff",
                   "seed_padding_share", "course_padding_share", "seed_peak_memory_gib", "course_peak_memory_gib",
@@ -443,7 +445,9 @@ def cpu_main(a):
     return out
 
 
-def explore_cpu(make, cfg, tok, rows, steps, max_length):
+COMPILE_UNTIMED = 4  # torch.compile compiles on the first step and again for dynamic shapes when the length changes
+
+def explore_cpu(make, cfg, tok, rows, steps, max_length, only=None):
     "The course's recipe with one thing changed at a time, each against the seed in alternation (one pair each)."
     variants = {
         "batch 16": dict(per_device_train_batch_size=16),
@@ -451,7 +455,10 @@ def explore_cpu(make, cfg, tok, rows, steps, max_length):
         "padding-free, random order (sdpa, block mask)": dict(padding_free=True, max_length=None, train_sampling_strategy="random"),
         "padding-free, grouped by length (sdpa, block mask)": dict(padding_free=True, max_length=None,
                                                                   train_sampling_strategy="group_by_length"),
+        "fused AdamW (optim='adamw_torch_fused')": dict(optim="adamw_torch_fused"),
+        "torch.compile (torch_compile=True)": dict(torch_compile=True),
     }
+    if only: variants = {k: v for k, v in variants.items() if any(o.lower() in k.lower() for o in only)}
     found = {}
     for name, over in variants.items():
         print(f"  variant: {name}", flush=True)
@@ -461,8 +468,10 @@ def explore_cpu(make, cfg, tok, rows, steps, max_length):
             keep = [i for i, l in enumerate(token_lengths(rows, tok)) if l <= max_length]
             rws = [rows[i] for i in keep]
         try:
-            found[name] = compare(name, make, cfg, tok, rws, steps, 1, ml, "cpu-quick", course_overrides=over)
-            found[name].pop("runs", None)
+            warm = COMPILE_UNTIMED if over.get("torch_compile") else None  # both arms: the same steps timed
+            found[name] = compare(name, make, cfg, tok, rws, steps, 1, ml, "cpu-quick", course_overrides=over, warmup=warm)
+            runs = found[name].pop("runs")
+            found[name]["step_wall_s"] = {arm: ms[0]["step_wall_s"] for arm, ms in runs.items()}
         except Exception as e:  # a variant that TRL refuses is a finding, not a crash
             found[name] = dict(error=f"{type(e).__name__}: {str(e)[:300]}")
             print(f"    {found[name]['error']}", flush=True)
@@ -596,6 +605,7 @@ def main(argv=None):
     ap.add_argument("--synthetic-rows", type=int, default=4000, help="rows of the smoltalk-like set (group_by_length's mega-batches fill at 1,600)")
     ap.add_argument("--max-length", type=int, default=1024, help="both recipes (the seed's TRL default)")
     ap.add_argument("--explore", action="store_true", help="CPU: also measure recipe variants (slower)")
+    ap.add_argument("--variants", nargs="*", help="with --explore: only the variants whose name contains one of these")
     ap.add_argument("--no-decompose", dest="decompose", action="store_false",
                     help="CPU: skip the third run per round (the seed's recipe with checkpointing off)")
     ap.add_argument("--gpu", action="store_true", help="CUDA: DeepSeek-R1-Distill-Qwen-1.5B's architecture, gpu-full and colab-t4-lora")

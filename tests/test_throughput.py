@@ -131,6 +131,25 @@ def test_compare_records_what_the_results_need(standin, tmp_path):
     assert res["course_padding_share"] < res["seed_padding_share"]
 
 
+def test_untimed_steps_leave_the_later_steps_on_the_clock(standin):
+    "warmup=k starts the clock after k optimizer steps in both arms (the torch.compile variant skips its compilations)."
+    _, tok = standin
+    _, cfg, make = tp.standin_factory(None)
+    rows = tp.synthetic_conversations(tok, n=400, seed=1)
+    res = tp.compare("untimed", make, cfg, tok, rows, steps=4, reps=1, max_length=1024, course="cpu-quick", log=lambda *a: None,
+                     check=False, warmup=3)
+    assert res["untimed_steps"] == 3
+    for arm in ("seed", "course"):
+        m = res["runs"][arm][0]
+        assert m["steps"] == 4 and len(m["step_wall_s"]) == 4
+        assert m["wall_s"] == pytest.approx(m["step_wall_s"][3], abs=2e-3)  # only the fourth step was timed
+
+
+def test_explore_runs_only_the_variants_asked_for():
+    "--variants picks variants by a piece of their name; a name that matches none runs nothing."
+    assert tp.explore_cpu(None, None, None, [], 1, 1024, only=["no such variant"]) == {}
+
+
 def test_committed_result_meets_the_correctness_bar():
     "The committed CPU result: both models measured, every per-example loss difference within 1e-4."
     import json
