@@ -74,8 +74,8 @@ from sft_course.offline import offline_model_and_tokenizer
 ds = sample_dataset()
 model, tok = offline_model_and_tokenizer()
 args = SFTConfig(output_dir=sys.argv[1], max_steps=30, learning_rate=3e-3, per_device_train_batch_size=8, logging_steps=5,
-                 eval_strategy="steps", eval_steps=10, save_strategy="no", max_length=256, use_cpu=True, disable_tqdm=True,
-                 seed=0, report_to="trackio", project="sft-course", run_name="chapter-5")
+                 eval_strategy="steps", eval_steps=10, save_strategy="no", max_length=256, bf16=False, use_cpu=True,
+                 disable_tqdm=True, seed=0, report_to="trackio", project="sft-course", run_name="chapter-5")
 trainer = SFTTrainer(model=model, args=args, train_dataset=ds["train"], eval_dataset=ds["test"].select(range(32)), processing_class=tok)
 trainer.remove_callback(PrinterCallback)
 with capture_output(): trainer.train()
