@@ -13,12 +13,10 @@ __all__ = ['LIBRARIES', 'HUB_HOST', 'FLASH_ATTENTION_MIN_CC', 'FLASH_ATTN_KERNEL
 import importlib.metadata, os, platform, socket, sys
 from dataclasses import dataclass
 
-import torch
 from fastcore.basics import patch
 from huggingface_hub import is_offline_mode
-from transformers.utils import is_flash_attn_2_available, is_kernels_available, is_torch_bf16_gpu_available
-try: from transformers.modeling_flash_attention_utils import FLASH_ATTN_KERNEL_FALLBACK
-except ImportError: from transformers.modeling_utils import FLASH_ATTN_KERNEL_FALLBACK  # where transformers 5.0 kept it
+# torch and transformers are imported inside the functions that use them: importing the two takes seconds, and
+# `sft-course --help` (chapter 7) imports this module for PROFILE_NAMES alone
 
 from .display import code_span, md_table
 
@@ -45,17 +43,20 @@ def hub_status(check:bool=True, # open a connection to the Hub? (False: only ask
 # %% ../nbs/00e_machine.ipynb #c5b6daa7
 def bf16_support() -> tuple:
     "(native, emulated) bf16 on this machine's GPU: torch's hardware answer, and transformers' answer beyond it."
+    import torch
+    from transformers.utils import is_torch_bf16_gpu_available
     native = torch.cuda.is_bf16_supported(including_emulation=False)
     return native, is_torch_bf16_gpu_available() and not native
 
 # %% ../nbs/00e_machine.ipynb #1f952650
 FLASH_ATTENTION_MIN_CC = (8, 0) # FlashAttention 2 needs an Ampere or newer GPU
-FLASH_ATTN_KERNEL = FLASH_ATTN_KERNEL_FALLBACK["flash_attention_2"] # the Hub kernel transformers loads for FlashAttention 2
+FLASH_ATTN_KERNEL = "kernels-community/flash-attn2" # the Hub kernel transformers loads for FlashAttention 2
 
 def flash_attention_kernel(compute_capability:tuple|None, # the GPU's (major, minor); None: no CUDA GPU
                           ) -> str|None:
     "The FlashAttention implementation transformers can use on this GPU, or None."
     if compute_capability is None or tuple(compute_capability) < FLASH_ATTENTION_MIN_CC: return None
+    from transformers.utils import is_flash_attn_2_available, is_kernels_available
     if is_flash_attn_2_available(): return "flash_attention_2"
     if is_kernels_available(): return FLASH_ATTN_KERNEL # downloaded from the Hub on first use
     return None
@@ -91,6 +92,7 @@ class EnvReport:
 def check_environment(check_hub:bool=True, # try to reach the Hub (skipped in offline mode)
                      ) -> EnvReport:
     "Collect the facts about this machine that decide how to fine-tune on it."
+    import torch
     r = EnvReport(python=platform.python_version(), platform=f"{platform.system()} {platform.machine()}",
                   versions={k: _version(k) for k in LIBRARIES}, device="cpu",
                   in_colab="google.colab" in sys.modules, hub=hub_status(check_hub),

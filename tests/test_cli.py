@@ -34,3 +34,18 @@ def test_diagnose_names_the_run(tmp_path):
     assert here.returncode == named.returncode == 0, here.stderr + named.stderr
     assert "(run *myrun*)" in here.stdout, here.stdout[:300]
     assert "(run *28_blowup*)" in named.stdout, named.stdout[:300]
+
+
+def test_help_imports_neither_torch_nor_transformers():
+    "`sft-course --help` (and a mistyped command) answers without importing torch or transformers, which take seconds."
+    import sys
+    probe = ("import sys, contextlib, io\nfrom sft_course.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+             "    try: main(['--help'])\n    except SystemExit: pass\n"
+             "assert 'sft-course' in out.getvalue() or 'usage' in out.getvalue(), out.getvalue()\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", probe], text=True, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "[]", p.stdout
+    h = subprocess.run([EXE, "--help"], text=True, capture_output=True, timeout=120)
+    assert h.returncode == 0 and "plan" in h.stdout, h.stdout + h.stderr

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import huggingface_hub.constants
 import pytest, torch
+import transformers.utils
 
 import sft_course.machine
 from sft_course.environment import EnvReport, check_environment, flash_attention_kernel, hub_status, recommended_profile
@@ -45,9 +46,9 @@ def _simulate_t4(monkeypatch, kernels=True):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    monkeypatch.setattr(sft_course.machine, "is_torch_bf16_gpu_available", lambda: True)
-    monkeypatch.setattr(sft_course.machine, "is_flash_attn_2_available", lambda: False)
-    monkeypatch.setattr(sft_course.machine, "is_kernels_available", lambda: kernels)
+    monkeypatch.setattr(transformers.utils, "is_torch_bf16_gpu_available", lambda: True)
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: False)
+    monkeypatch.setattr(transformers.utils, "is_kernels_available", lambda: kernels)
 
 
 def test_simulated_t4(monkeypatch, no_network):
@@ -72,10 +73,10 @@ def test_flash_attention_is_not_claimed_on_a_t4(monkeypatch, no_network):
            [None, None, None] + [sft_course.machine.FLASH_ATTN_KERNEL] * 3
     from transformers.modeling_flash_attention_utils import FLASH_ATTN_KERNEL_FALLBACK
     assert sft_course.machine.FLASH_ATTN_KERNEL == FLASH_ATTN_KERNEL_FALLBACK["flash_attention_2"]  # the name transformers loads
-    monkeypatch.setattr(sft_course.machine, "is_flash_attn_2_available", lambda: True)
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: True)
     assert (flash_attention_kernel((7, 5)), flash_attention_kernel((8, 0))) == (None, "flash_attention_2")
-    monkeypatch.setattr(sft_course.machine, "is_flash_attn_2_available", lambda: False)
-    monkeypatch.setattr(sft_course.machine, "is_kernels_available", lambda: False)
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: False)
+    monkeypatch.setattr(transformers.utils, "is_kernels_available", lambda: False)
     assert flash_attention_kernel((9, 0)) is None
 
 
