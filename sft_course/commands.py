@@ -126,8 +126,10 @@ def cmd_plan(args):
     return 0
 
 def cmd_diagnose(args):
-    from sft_course.monitor import LossHistory, diagnose, sample_quality
-    from sft_course.runs import read_samples
+    # chapter 5's diagnosis, imported without sft_course.monitor, whose widgets import transformers: it reads JSON files
+    from sft_course.diagnosis import diagnose, sample_quality
+    from sft_course.history import LossHistory
+    from sft_course.runfiles import read_samples
     run = Path(args.run_dir).expanduser()
     history = LossHistory.from_checkpoint(run)
     records = read_samples(run/"samples.jsonl") if run.is_dir() else []

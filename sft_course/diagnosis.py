@@ -542,7 +542,7 @@ def sample_quality(records, # records of samples.jsonl (dicts with step, output,
     "Per evaluation step: the share of outputs that end properly, the share in a repetition loop, the mean length."
     if isinstance(records, SampleQuality): return records
     if isinstance(records, (str, Path)):
-        from sft_course.runs import read_samples # chapter 4's reader (imports torch: only when a path is given)
+        from sft_course.runfiles import read_samples # chapter 4's reader
         records = read_samples(records, strict=True) # every record is checked below
     if not isinstance(records, (list, tuple)):
         raise DataValidationError(f"Samples are a list of records or a path, not a {_what(records)}.", where="sample_quality(records)",

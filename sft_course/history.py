@@ -108,7 +108,7 @@ def from_trainer(cls:LossHistory, trainer, # a transformers Trainer (SFTTrainer 
 # %% ../nbs/05a_history.ipynb #791b982a
 def _state_file(path:Path) -> Path:
     "The trainer_state.json to read for `path` (a file, a checkpoint folder or an output directory)."
-    from sft_course.runs import checkpoints
+    from sft_course.runfiles import checkpoints
     if path.is_file(): return path
     if not path.is_dir():
         raise CheckpointError(f"There is no file or directory {str(path)!r} to read a training history from.", where=str(path),

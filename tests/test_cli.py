@@ -49,3 +49,19 @@ def test_help_imports_neither_torch_nor_transformers():
     assert p.stdout.strip() == "[]", p.stdout
     h = subprocess.run([EXE, "--help"], text=True, capture_output=True, timeout=120)
     assert h.returncode == 0 and "plan" in h.stdout, h.stdout + h.stderr
+
+
+def test_diagnose_reads_a_run_without_torch(tmp_path):
+    "`sft-course diagnose RUN_DIR` reads JSON files: a checkpoint's history and samples.jsonl, without importing torch or TRL."
+    import sys
+    (tmp_path/"checkpoint-120").mkdir()
+    (tmp_path/"checkpoint-120"/"trainer_state.json").write_text(json.dumps({"log_history": LOG, "max_steps": 120}))
+    (tmp_path/"samples.jsonl").write_text(json.dumps({"step": 120, "prompt": "p", "output": "Paris.", "ended": True,
+                                                       "new_tokens": 3}) + "\n")
+    probe = ("import sys, contextlib, io\nfrom sft_course.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()) as out: code = main(['diagnose', sys.argv[1]])\n"
+             "assert code == 0 and '| 120 | 1 | 100% |' in out.getvalue(), out.getvalue()\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], text=True, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip().splitlines()[-1] == "[]", p.stdout
