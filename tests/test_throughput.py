@@ -196,3 +196,19 @@ def test_chapter_3_quotes_the_committed_result():
                    f"({s['ratio']:.2f}x against {s['explained_ratio']:.2f}x)", f"{h['course_padding_share']:.0%} padding left",
                    f"largest difference was {max(h['max_per_example_loss_diff'], s['max_per_example_loss_diff']):.1e}".replace("e-07", "e-7")):
         assert quoted in text, quoted
+
+
+@pytest.mark.parametrize("script", ["memory_peak.py", "train_throughput.py"])
+def test_gpu_benchmarks_run_their_cpu_smoke_test(script, tmp_path, offline_dir):
+    "The GPU benchmarks are run only when a session is lent a GPU: `--tiny` walks their whole path on the CPU first."
+    import json, os, subprocess
+    env = {**os.environ, "SFT_COURSE_CACHE": str(Path(offline_dir).parent), "OMP_NUM_THREADS": "1"}
+    env.pop("SFT_COURSE_REHEARSAL", None)
+    out = tmp_path/"rows.jsonl"
+    p = subprocess.run([sys.executable, str(Path(tp.__file__).parent/script), "--profile", "gpu-full", "--tiny", "--steps", "2",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    row = json.loads(out.read_text().splitlines()[-1])
+    assert (row["profile"], row["tiny"], row["steps"]) == ("gpu-full", True, 2)
+    if script == "train_throughput.py": assert row["tokens"] > 0 and row["tokens_per_s"] > 0
+    else: assert row["device"] == "cpu" and row["estimate_total_gib"] > 0
