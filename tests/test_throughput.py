@@ -198,17 +198,18 @@ def test_chapter_3_quotes_the_committed_result():
         assert quoted in text, quoted
 
 
-@pytest.mark.parametrize("script", ["memory_peak.py", "train_throughput.py"])
-def test_gpu_benchmarks_run_their_cpu_smoke_test(script, tmp_path, offline_dir):
-    "The GPU benchmarks are run only when a session is lent a GPU: `--tiny` walks their whole path on the CPU first."
+def test_gpu_session_script_runs_its_cpu_smoke_test(tmp_path, offline_dir):
+    """The GPU benchmarks run only when a session is lent a GPU, in one prepared call (benchmarks/gpu_session.sh):
+    with TINY=1 the same script walks memory_peak.py's and train_throughput.py's whole path on the CPU first."""
     import json, os, subprocess
-    env = {**os.environ, "SFT_COURSE_CACHE": str(Path(offline_dir).parent), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "TINY": "1", "OUT": str(tmp_path), "STEPS_train": "2", "OMP_NUM_THREADS": "1",
+           "SFT_COURSE_CACHE": str(Path(offline_dir).parent)}
     env.pop("SFT_COURSE_REHEARSAL", None)
-    out = tmp_path/"rows.jsonl"
-    p = subprocess.run([sys.executable, str(Path(tp.__file__).parent/script), "--profile", "gpu-full", "--tiny", "--steps", "2",
-                        "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
-    assert p.returncode == 0, p.stderr[-3000:]
-    row = json.loads(out.read_text().splitlines()[-1])
-    assert (row["profile"], row["tiny"], row["steps"]) == ("gpu-full", True, 2)
-    if script == "train_throughput.py": assert row["tokens"] > 0 and row["tokens_per_s"] > 0
-    else: assert row["device"] == "cpu" and row["estimate_total_gib"] > 0
+    p = subprocess.run(["bash", str(Path(tp.__file__).parent/"gpu_session.sh"), "memory", "train"], capture_output=True,
+                       text=True, timeout=900, env=env)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    for name in ("memory_peak.jsonl", "train_throughput.jsonl"):
+        rows = [json.loads(l) for l in (tmp_path/name).read_text().splitlines()]
+        assert [(r["profile"], r["tiny"]) for r in rows] == [("colab-t4-lora", True), ("gpu-full", True)], name
+    assert all(r["tokens_per_s"] > 0 for r in map(json.loads, (tmp_path/"train_throughput.jsonl").read_text().splitlines()))
+    assert (tmp_path/"session.log").read_text().count("== exit 0") == 4

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Issue 15's GPU measurements, prepared for one device call (a session is lent 15 minutes of GPU time, 10 per call):
+#
+#   bash benchmarks/gpu_session.sh                    # versions, memory_peak.py and train_throughput.py (about 8 min)
+#   bash benchmarks/gpu_session.sh throughput         # throughput.py --gpu: seed, gpu-full as configured, colab-t4-lora
+#   TINY=1 bash benchmarks/gpu_session.sh memory train  # the same path on a CPU with the stand-in: checks this script
+#
+# Parts: versions, memory, train, throughput. Each command runs under its own time limit (LIMIT_memory, LIMIT_train,
+# LIMIT_throughput, in seconds), so one that hangs cannot take the call's results with it. Everything is written to
+# $OUT (the device tool's folder, which comes back; benchmarks/results/device elsewhere): the JSON rows and session.log.
+# Packages the GPU image lacks travel as wheels in .bench/whl (see benchmarks/README.md); they are installed first
+# (not with TINY=1, which uses this machine's environment).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-benchmarks/results/device}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD
+if [ -z "${TINY:-}" ] && ls .bench/whl/*.whl > /dev/null 2>&1; then  # wheels for the GPU machine's Python (3.12)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .bench/whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg \
+       SFT_COURSE_REPORT_TO=none SFT_COURSE_CACHE=${SFT_COURSE_CACHE:-/tmp/sft-course-cache} PYTHONUNBUFFERED=1
+tiny=${TINY:+--tiny}
+log=$OUT/session.log
+failed=0
+
+step() {  # step LIMIT COMMAND...: run it under LIMIT seconds, its output to the log without the tokenizer's length warnings
+  local limit=$1; shift
+  echo "== $* (limit ${limit} s)" | tee -a "$log"
+  timeout "$limit" "$@" 2>&1 | grep -v "longer than the specified maximum" | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  echo "== exit $rc" | tee -a "$log"
+  [ "$rc" = 0 ] || failed=1
+}
+
+for part in ${*:-versions memory train}; do
+  case $part in
+    versions)
+      step 60 python3 -c "import torch, transformers, trl, datasets, peft, accelerate, importlib.util as u
+print({m.__name__: m.__version__ for m in (torch, transformers, trl, datasets, peft, accelerate)})
+print('flash_attn:', u.find_spec('flash_attn') is not None, 'kernels:', u.find_spec('kernels') is not None)
+print('GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
+      if command -v nvidia-smi > /dev/null; then
+        nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv | tee -a "$log"
+      fi ;;
+    memory)
+      for p in colab-t4-lora gpu-full; do
+        step "${LIMIT_memory:-90}" python3 benchmarks/memory_peak.py --profile $p --steps 4 $tiny --out "$OUT/memory_peak.jsonl"
+      done ;;
+    train)  # the 1.5B model is built, saved (7 GB for gpu-full) and loaded back by run_example before its steps start
+      for p in colab-t4-lora gpu-full; do
+        step "${LIMIT_train:-180}" python3 benchmarks/train_throughput.py --profile $p --steps "${STEPS_train:-10}" $tiny \
+             --out "$OUT/train_throughput.jsonl"
+      done ;;
+    throughput)
+      if [ -n "$tiny" ]; then echo "== throughput: skipped (it has no CPU smoke test; needs a GPU)" | tee -a "$log"; continue; fi
+      step "${LIMIT_throughput:-420}" python3 benchmarks/throughput.py --gpu --gpu-steps 8 --synthetic-rows 1500 \
+           --only "seed" "as configured" "colab-t4-lora" --out "$OUT/throughput_gpu.json" ;;
+    *) echo "unknown part: $part (versions, memory, train, throughput)" >&2; exit 2 ;;
+  esac
+done
+exit $failed
