@@ -1,4 +1,4 @@
-"""Which checkpoints of a run can be resumed exactly, and the samples file a run writes: read with the standard library alone, so that a diagnosis of a run on disk does not wait for torch.
+"""Which checkpoints of a run can be resumed exactly, and the samples file a run writes: read without importing torch or TRL, so that a diagnosis of a run on disk does not wait for them.
 
 Docs: https://sft-course.github.io/sft-course/run_files.html.md"""
 
@@ -24,7 +24,7 @@ def _zip_ok(p): # torch.save writes a zip archive; a truncated one has no centra
 def _safetensors_ok(p):
     from safetensors import safe_open
     try:
-        with safe_open(str(p), "pt") as f: f.keys()
+        with safe_open(str(p), "np") as f: f.keys() # the header and sizes only; "np" opens it without importing torch
         return p.stat().st_size > 8
     except Exception: return False
 

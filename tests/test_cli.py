@@ -65,3 +65,22 @@ def test_diagnose_reads_a_run_without_torch(tmp_path):
     p = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], text=True, capture_output=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip().splitlines()[-1] == "[]", p.stdout
+
+
+def test_checkpoint_checks_do_not_import_torch(tmp_path):
+    "sft_course.runfiles checks a checkpoint's files (safetensors headers, zip directories) without importing torch."
+    import sys, torch
+    from safetensors.torch import save_file
+    c = tmp_path/"checkpoint-5"
+    c.mkdir()
+    save_file({"w": torch.zeros(2, dtype=torch.bfloat16)}, c/"model.safetensors")
+    for n in ("optimizer.pt", "scheduler.pt", "rng_state.pth"): torch.save({"step": 5}, c/n)
+    (c/"trainer_state.json").write_text(json.dumps({"global_step": 5, "log_history": []}))
+    probe = ("import sys\nfrom pathlib import Path\nfrom sft_course.runfiles import checkpoint_problems, last_checkpoint\n"
+             "run = Path(sys.argv[1]); assert last_checkpoint(run) == run/'checkpoint-5'\n"
+             "w = run/'checkpoint-5'/'model.safetensors'; w.write_bytes(w.read_bytes()[:w.stat().st_size // 2])\n"
+             "assert checkpoint_problems(run/'checkpoint-5') == ['model.safetensors is damaged'], checkpoint_problems(run/'checkpoint-5')\n"
+             "print('torch' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], text=True, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "False", p.stdout
