@@ -40,7 +40,8 @@ def _number(v):
 # %% ../nbs/05a_history.ipynb #5a3a4266
 def _step(value, where:str) -> int:
     "A log row's step as an int, or a CheckpointError naming the row."
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value == int(value) and value >= 0
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value == int(value)
+          and 0 <= value < 2**63) # numpy keeps steps as 64-bit ints
     if not ok:
         raise CheckpointError(f"A log row has step {value!r}: a step is a whole number of optimizer steps.", where=where,
                               fix="Read histories written by a transformers Trainer; if you built the rows yourself, use int steps.")
