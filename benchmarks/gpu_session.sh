@@ -3,10 +3,12 @@
 #
 #   bash benchmarks/gpu_session.sh                    # versions, memory_peak.py and train_throughput.py (about 8 min)
 #   bash benchmarks/gpu_session.sh throughput         # throughput.py --gpu: seed, gpu-full as configured, colab-t4-lora
+#   bash benchmarks/gpu_session.sh mfu                # throughput.py --gpu: gpu-full's sdpa variants (cuDNN attention
+#                                                     #   on/off, activation checkpointing on/off, no packing)
 #   TINY=1 bash benchmarks/gpu_session.sh memory train  # the same path on a CPU with the stand-in: checks this script
 #
-# Parts: versions, memory, train, throughput. Each command runs under its own time limit (LIMIT_memory, LIMIT_train,
-# LIMIT_throughput, in seconds), so one that hangs cannot take the call's results with it. Everything is written to
+# Parts: versions, memory, train, throughput, mfu. Each command runs under its own time limit (LIMIT_memory, LIMIT_train,
+# LIMIT_throughput, LIMIT_mfu, in seconds; PROFILES_train picks train's profiles), so one that hangs cannot take the call's results with it. Everything is written to
 # $OUT (the device tool's folder, which comes back; benchmarks/results/device elsewhere): the JSON rows and session.log.
 # Packages the GPU image lacks travel as wheels in .bench/whl (see benchmarks/README.md); they are installed first
 # (not with TINY=1, which uses this machine's environment).
@@ -49,7 +51,7 @@ print('GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else No
         step "${LIMIT_memory:-90}" python3 benchmarks/memory_peak.py --profile $p --steps 4 $tiny --out "$OUT/memory_peak.jsonl"
       done ;;
     train)  # the 1.5B model is built, saved (7 GB for gpu-full) and loaded back by run_example before its steps start
-      for p in colab-t4-lora gpu-full; do
+      for p in ${PROFILES_train:-colab-t4-lora gpu-full}; do
         step "${LIMIT_train:-180}" python3 benchmarks/train_throughput.py --profile $p --steps "${STEPS_train:-10}" $tiny \
              --out "$OUT/train_throughput.jsonl"
       done ;;
@@ -57,7 +59,11 @@ print('GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else No
       if [ -n "$tiny" ]; then echo "== throughput: skipped (it has no CPU smoke test; needs a GPU)" | tee -a "$log"; continue; fi
       step "${LIMIT_throughput:-420}" python3 benchmarks/throughput.py --gpu --gpu-steps 8 --synthetic-rows 1500 \
            --only "seed" "as configured" "colab-t4-lora" --out "$OUT/throughput_gpu.json" ;;
-    *) echo "unknown part: $part (versions, memory, train, throughput)" >&2; exit 2 ;;
+    mfu)  # each run's row is saved as soon as it ends, so a time limit keeps the runs before it
+      if [ -n "$tiny" ]; then echo "== mfu: skipped (it has no CPU smoke test; needs a GPU)" | tee -a "$log"; continue; fi
+      step "${LIMIT_mfu:-330}" python3 benchmarks/throughput.py --gpu --gpu-steps 8 --synthetic-rows 1500 \
+           --only "as configured" "no activation checkpointing" "grouped by length" --out "$OUT/throughput_gpu_sdpa.json" ;;
+    *) echo "unknown part: $part (versions, memory, train, throughput, mfu)" >&2; exit 2 ;;
   esac
 done
 exit $failed

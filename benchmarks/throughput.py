@@ -260,7 +260,8 @@ def train_once(model_fn, tokenizer, rows, args, cuda:bool, warmup:int=0, peft_co
            bool(args.padding_free))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = SFTTrainer(model=model, args=args, train_dataset=_PREPARED.get(key) or Dataset.from_list(rows),
+        reuse = _PREPARED.get(key) if not (args.packing and args.assistant_only_loss) else None
+        trainer = SFTTrainer(model=model, args=args, train_dataset=reuse or Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=peft_config)
     _PREPARED[key] = trainer.train_dataset
     trainer.remove_callback(PrinterCallback)
@@ -332,6 +333,7 @@ def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int
             exact_tokenizer=None, warmup:int|None=None) -> dict:
     "Seed vs course on `rows` for `steps` optimizer steps, alternating, `reps` times each; then the loss check."
     log = log or (lambda *a: print(*a, flush=True))
+    warmup = warmup or (2 if cuda else 1)  # the first steps' one-time costs are not throughput
     arms = tuple(ARMS) if decompose else ("seed", "course")
     lengths = token_lengths(rows, tokenizer, max_length)
     probe = build_args(course, tempfile.mkdtemp(), steps, max_length, cuda, **(course_overrides or {}))
@@ -349,7 +351,7 @@ def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int
             else: args = build_args("seed", tempfile.mkdtemp(), steps, max_length, cuda,
                                     **({"gradient_checkpointing": False} if arm == "seed_no_checkpointing" else {}))
             trainer, m = train_once(make_model, tokenizer, course_rows if arm == "course" else seed_rows, args, cuda,
-                                    warmup=warmup or (2 if cuda else 1))  # the first steps' one-time costs are not throughput
+                                    warmup=warmup)
             m["tokens_per_s"] = round(tokens_per_s(m, cuda), 1)
             runs[arm].append(m)
             log(f"  {name} {arm:21} rep {rep + 1}: {m['real_tokens']:>7,} real tokens, padding {m['padding_share']:.0%}, "
@@ -373,7 +375,7 @@ def compare(name:str, make_model, cfg, tokenizer, rows:list, steps:int, reps:int
                expected_padding_share=dict(seed=round(_random_padding(lengths, 4), 4),
                                            course=round(padding_of(lengths, bs, course_order(lengths, bs, 10**9)), 4) if grouped else None),
                seed_batch=4, course_batch=bs, course_profile=course, course_overrides=course_overrides or {},
-               untimed_steps=warmup or (2 if cuda else 1), runs=runs)
+               untimed_steps=warmup, runs=runs)
     if exact_tokenizer is not None: res["lengths_exact_tokenizer"] = length_summary(token_lengths(rows, exact_tokenizer))
     if decompose:  # the ratio, split into what the course's recipe changes: padding, and recomputation
         nockpt = [m["tokens_per_s"] for m in runs["seed_no_checkpointing"]]
@@ -480,7 +482,7 @@ def explore_cpu(make, cfg, tok, rows, steps, max_length, only=None):
 
 # ---------------------------------------------------------------- GPU
 
-def gpu_main(a):
+def gpu_main(a, save=None):
     from transformers import Qwen2Config, Qwen2ForCausalLM
     from sft_course.config import DEEPSEEK_R1_DISTILL_QWEN_1_5B_CONFIG, PROFILES, estimate_memory, lora_config
     from sft_course.replica import deepseek_tokenizer
@@ -503,22 +505,54 @@ def gpu_main(a):
             torch.manual_seed(0)
             with torch.device("cuda"): return Qwen2ForCausalLM._from_config(cfg, dtype=dtype, attn_implementation=attn)
         return f
-    runs = [  # (name, recipe, dtype, attn, overrides, lora, memory cap)
+    attn_fa = "flash_attention_2" if flash else "sdpa"
+    nocudnn = dict(cudnn_sdp=False)  # sdpa without its cuDNN backend: PyTorch's memory-efficient kernel takes the masks
+    runs = [  # (name, recipe, dtype, attn, overrides, lora, memory cap); overrides' cudnn_sdp switches sdpa's cuDNN backend
         ("seed (bf16 autocast, padding, batch 4)", "seed", torch.float32, "sdpa", {}, None, None),
-        ("gpu-full as configured (packing bfd, 2048)", "gpu-full", torch.float32, "flash_attention_2" if flash else "sdpa", {}, None, None),
-        ("gpu-full, padding-free without packing", "gpu-full", torch.float32, "flash_attention_2" if flash else "sdpa",
-         dict(packing=False, padding_free=True, max_length=None), None, None),
-        ("gpu-full, no packing: padded, grouped by length", "gpu-full", torch.float32, "sdpa",
-         dict(packing=False, padding_free=False, train_sampling_strategy="group_by_length", max_length=1024), None, None),
-        ("gpu-full, packing, no activation checkpointing", "gpu-full", torch.float32, "flash_attention_2" if flash else "sdpa",
+        ("gpu-full as configured (packing bfd, 2048)", "gpu-full", torch.float32, attn_fa, {}, None, None),
+        ("gpu-full as configured, cuDNN attention off", "gpu-full", torch.float32, "sdpa", nocudnn, None, None),
+        ("gpu-full, packing, no activation checkpointing", "gpu-full", torch.float32, attn_fa,
          dict(activation_checkpointing=False), None, None),
+        ("gpu-full, packing, no activation checkpointing, cuDNN attention off", "gpu-full", torch.float32, "sdpa",
+         dict(activation_checkpointing=False, **nocudnn), None, None),
+        ("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing", "gpu-full", torch.float32, attn_fa,
+         dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, activation_checkpointing=False), None, None),
+        ("gpu-full, packing 8 x 2048, accumulation 2, checkpointing", "gpu-full", torch.float32, attn_fa,
+         dict(per_device_train_batch_size=8, gradient_accumulation_steps=2), None, None),
+        ("gpu-full, packing 2 x 2048, accumulation 8, no activation checkpointing", "gpu-full", torch.float32, attn_fa,
+         dict(per_device_train_batch_size=2, gradient_accumulation_steps=8, activation_checkpointing=False), None, None),
+        ("gpu-full, packing 2 x 2048, accumulation 8, no activation checkpointing, Liger kernels", "gpu-full", torch.float32,
+         attn_fa, dict(per_device_train_batch_size=2, gradient_accumulation_steps=8, activation_checkpointing=False,
+                       use_liger_kernel=True), None, None),
+        ("gpu-full, packing, no activation checkpointing, Liger kernels", "gpu-full", torch.float32, attn_fa,
+         dict(activation_checkpointing=False, use_liger_kernel=True), None, None),
+        ("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing, Liger kernels", "gpu-full", torch.float32,
+         attn_fa, dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, activation_checkpointing=False,
+                       use_liger_kernel=True), None, None),
+        ("gpu-full as configured, torch varlen attention", "gpu-full", torch.float32, TORCH_VARLEN, {}, None, None),
+        ("gpu-full, packing, no activation checkpointing, Liger kernels, torch varlen attention", "gpu-full", torch.float32,
+         TORCH_VARLEN, dict(activation_checkpointing=False, use_liger_kernel=True), None, None),
+        ("gpu-full, packing 1 x 2048, accumulation 16, checkpointing", "gpu-full", torch.float32, attn_fa,
+         dict(per_device_train_batch_size=1, gradient_accumulation_steps=16), None, None),
+        ("gpu-full, packing 1 x 2048, accumulation 16, no activation checkpointing, Liger kernels", "gpu-full", torch.float32,
+         attn_fa, dict(per_device_train_batch_size=1, gradient_accumulation_steps=16, activation_checkpointing=False,
+                       use_liger_kernel=True), None, None),
+        ("gpu-full, padding-free without packing, torch varlen attention", "gpu-full", torch.float32, TORCH_VARLEN,
+         dict(packing=False, padding_free=True, max_length=None), None, None),
+        ("gpu-full, no packing: padded, grouped by length, cuDNN attention off", "gpu-full", torch.float32, "sdpa",
+         dict(packing=False, padding_free=False, train_sampling_strategy="group_by_length", max_length=1024, **nocudnn), None, None),
+        ("gpu-full, padding-free without packing", "gpu-full", torch.float32, attn_fa,
+         dict(packing=False, padding_free=True, max_length=None), None, None),
         ("colab-t4-lora (fp16 base, 15 GB cap)", "colab-t4-lora", torch.float16, "sdpa", {}, "colab-t4-lora", 15e9),
         ("gpu-full, packing with flex_attention", "gpu-full", torch.float32, "flex_attention", {}, None, None),
     ]
     if a.only: runs = [r for r in runs if any(s in r[0] for s in a.only)]
+    if any(r[3] == TORCH_VARLEN for r in runs): register_torch_varlen()
     for name, recipe, dtype, attn, over, lora, cap in runs:
         print(f"{name}: {a.gpu_steps} steps, {attn}", flush=True)
         over = dict(over)
+        cudnn = over.pop("cudnn_sdp", True)
+        torch.backends.cuda.enable_cudnn_sdp(cudnn)
         ml = over.pop("max_length", PROFILES[recipe].args.get("max_length", 1024) if recipe != "seed" else 1024)
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total) if cap else 1.0)
         try:
@@ -536,7 +570,7 @@ def gpu_main(a):
                      attn_implementation=attn, max_length=ml, per_device_train_batch_size=args.per_device_train_batch_size,
                      gradient_accumulation_steps=args.gradient_accumulation_steps, packing=bool(args.packing),
                      padding_free=bool(args.padding_free), checkpointing=bool(args.activation_checkpointing),
-                     memory_cap_gb=cap / 1e9 if cap else None)
+                     memory_cap_gb=cap / 1e9 if cap else None, cudnn_sdp=cudnn)
             est = estimate_memory(cfg, args, lora=PROFILES[lora].lora if lora else None,
                                   dtype="float16" if lora else "float32", seq_len=ml or 1024)
             m["estimate_gib"] = round(est.total_gib, 3)
@@ -553,7 +587,9 @@ def gpu_main(a):
         torch.cuda.empty_cache()
         out["runs"][name] = m
         print("  " + json.dumps({k: v for k, v in m.items() if k != "attn_sq"}), flush=True)
+        if save: out["wall_s"] = round(time.perf_counter() - t_start, 1); save(out)  # a run cut off keeps the ones before it
     torch.cuda.set_per_process_memory_fraction(1.0)
+    torch.backends.cuda.enable_cudnn_sdp(True)
     out["wall_s"] = round(time.perf_counter() - t_start, 1)
     return out
 
@@ -567,6 +603,41 @@ def _profile_steps(trainer, path, steps:int=2):
             warnings.simplefilter("ignore")
             trainer.train(resume_from_checkpoint=None)
     path.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=60))
+
+
+TORCH_VARLEN = "torch_varlen"
+
+def register_torch_varlen(name:str=TORCH_VARLEN) -> str:
+    """Register PyTorch's own variable-length FlashAttention (`torch.nn.attention.varlen.varlen_attn`, CUDA, torch 2.10+)
+    with transformers' `AttentionInterface` under `name`, for padding-free batches: TRL's collator flattens a micro-batch
+    into one row and passes `cu_seq_lens_q`/`max_length_q`, so each example attends to itself only and no dense mask is
+    built. Anything else (a padded batch, generation) falls back to sdpa. Returns `name`, for `attn_implementation`."""
+    import inspect
+    from torch.nn.attention.varlen import varlen_attn
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
+    params = inspect.signature(varlen_attn).parameters
+    causal = dict(window_size=(-1, 0)) if "window_size" in params else dict(is_causal=True)
+    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        cu, longest = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
+        if cu is None or query.shape[0] != 1 or dropout:
+            if attention_mask is not None and attention_mask.dim() == 2:  # the flash-style padding mask: make sdpa's 4D one
+                q_len, kv_len = query.shape[2], key.shape[2]
+                ones = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device)
+                seen, own = ones.tril(kv_len - q_len), ones.tril(kv_len - q_len) & ones.triu(kv_len - q_len)
+                attention_mask = (seen & attention_mask[:, None, None, -kv_len:].bool()) | own  # own: no empty rows
+            return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+        dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else query.dtype
+        q, k, v = (t[0].transpose(0, 1).to(dtype).contiguous() for t in (query, key, value))  # (tokens, heads, head_dim)
+        if k.shape[1] != q.shape[1]:  # grouped-query attention: each key/value head serves q_heads/kv_heads query heads
+            k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
+        cu = cu.to(device=q.device, dtype=torch.int32)
+        out = varlen_attn(q, k, v, cu, cu, int(longest), int(longest), scale=scaling, **causal)
+        return out.unsqueeze(0), None  # (1, tokens, heads, head_dim), as transformers' attention functions return
+    AttentionInterface.register(name, attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(name, flash_attention_mask)  # no dense mask: None, or the 2D padding mask
+    return name
 
 
 def _has_flash() -> bool:
@@ -618,14 +689,15 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/throughput_{cpu,gpu}.json)")
     a = ap.parse_args(argv)
     if a.gpu and not torch.cuda.is_available(): sys.exit("--gpu needs a CUDA GPU.")
+    path = Path(a.out or RESULTS/f"throughput_{'gpu' if a.gpu else 'cpu'}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save = lambda out: path.write_text(json.dumps(out, indent=1) + "\n")
     try:
-        out = gpu_main(a) if a.gpu else cpu_main(a)
+        out = gpu_main(a, save) if a.gpu else cpu_main(a)
     except AssertionError as e:
         print(f"\nLOSS CHECK FAILED: {e}", file=sys.stderr)
         return 1
-    path = Path(a.out or RESULTS/f"throughput_{'gpu' if a.gpu else 'cpu'}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    save(out)
     print_table(out)
     print(f"\nwrote {path} ({out['wall_s']:.0f} s)")
     return 0

@@ -69,6 +69,56 @@ def test_the_check_fails_loudly_when_examples_see_each_other(standin, uneven_row
         tp.loss_check(model, leaky, rows)
 
 
+def _fake_varlen(calls, leak=False):
+    "A CPU stand-in for torch's CUDA-only varlen_attn: causal sdpa over each example's slice (or over all, when leak)."
+    def varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1), is_causal=False, **kw):
+        assert window_size == (-1, 0) or is_causal, "causal attention must be asked for"
+        assert q.shape[1] == k.shape[1], "key/value heads must be repeated for grouped-query attention"
+        assert torch.equal(cu_q, cu_k) and cu_q.dtype == torch.int32 and max_q == int(cu_q.diff().max())
+        calls.append(len(cu_q) - 1)
+        cuts = [0, q.shape[0]] if leak else cu_q.tolist()
+        sdpa = lambda a, b: torch.nn.functional.scaled_dot_product_attention(
+            q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), is_causal=True, scale=scale)
+        return torch.cat([sdpa(a, b).transpose(0, 1) for a, b in zip(cuts[:-1], cuts[1:])])
+    return varlen_attn
+
+
+@pytest.mark.parametrize("leak", [False, True])
+def test_torch_varlen_attention_keeps_examples_apart(standin, uneven_rows, monkeypatch, leak):
+    """register_torch_varlen hands each example's slice of a flattened batch to the varlen kernel (faked here: the real
+    one needs CUDA) and matches sdpa's logits; a kernel that ignored the boundaries would fail the loss check."""
+    import copy
+    import torch.nn.attention.varlen as varlen
+    model, tok = standin
+    calls = []
+    monkeypatch.setattr(varlen, "varlen_attn", _fake_varlen(calls, leak))
+    name = tp.register_torch_varlen(f"test_varlen_{leak}")
+    vl = type(model)._from_config(copy.deepcopy(model.config), attn_implementation=name)
+    vl.load_state_dict(model.state_dict())
+    assert vl.config.num_key_value_heads < vl.config.num_attention_heads  # the grouped-query path is exercised
+    rows, collate = _prepared(vl, tok, uneven_rows, padding_free=True, max_length=None)
+    batch = collate(rows)
+    if leak:
+        with pytest.raises(AssertionError, match="differs from the same example alone"):
+            tp.loss_check(vl, collate, rows)
+        return
+    assert tp.loss_check(vl, collate, rows) <= tp.LOSS_TOL
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    calls.clear()
+    with torch.no_grad():
+        diff = (vl(**inputs, use_cache=False).logits - model(**inputs, use_cache=False).logits).abs().max().item()
+    # (use_cache=False as in training, where TRL sets it: with a cache, transformers' sdpa mask skips packed-sequence detection)
+    assert calls == [8] * vl.config.num_hidden_layers and diff < 1e-5
+    calls.clear()
+    prows, pcollate = _prepared(model, tok, uneven_rows)
+    padded = {k: v for k, v in pcollate(prows[:3]).items() if k != "labels"}  # no cu_seq_lens: sdpa answers it
+    assert padded["attention_mask"].float().mean() < 1
+    with torch.no_grad():
+        a, b = (m(**padded, use_cache=False).logits for m in (vl, model))
+    real = padded["attention_mask"].bool()
+    assert calls == [] and (a - b)[real].abs().max() < 1e-5
+
+
 def test_course_order_replays_group_by_length_evenly():
     lengths = tp.smoltalk_like_lengths(2000, seed=3)
     full = tp.course_order(lengths, 8, 10**9)
@@ -196,6 +246,27 @@ def test_chapter_3_quotes_the_committed_result():
                    f"({s['ratio']:.2f}x against {s['explained_ratio']:.2f}x)", f"{h['course_padding_share']:.0%} padding left",
                    f"largest difference was {max(h['max_per_example_loss_diff'], s['max_per_example_loss_diff']):.1e}".replace("e-07", "e-7")):
         assert quoted in text, quoted
+
+
+def test_chapter_3_quotes_the_committed_gpu_result():
+    "Chapter 3's GPU figures are those of the committed H200 runs, which all passed the loss check they quote."
+    import json
+    root = Path(__file__).parents[1]
+    res = json.loads((root/"benchmarks"/"results"/"throughput_gpu_h200.json").read_text())
+    runs = {n: r for c in res["calls"] for n, r in c["runs"].items()}
+    base, varlen = runs["gpu-full as configured (packing bfd, 2048)"], runs["gpu-full as configured, torch varlen attention"]
+    best = runs["gpu-full, packing, no activation checkpointing, Liger kernels, torch varlen attention"]
+    assert res["device"] == "NVIDIA H200" and varlen["attn_implementation"] == "torch_varlen"
+    assert base["max_per_example_loss_diff"] <= 1e-3 and varlen["max_per_example_loss_diff"] <= 1e-3
+    nb = json.loads((root/"nbs"/"03_sft_config.ipynb").read_text())
+    text = next("".join(c["source"]) for c in nb["cells"] if "throughput_gpu_h200.json" in "".join(c["source"]))
+    text = " ".join(text.split())
+    for quoted in (f"{base['tokens_per_s']:,.0f} real tokens/s with sdpa", f"{varlen['tokens_per_s']:,.0f} tokens/s "
+                   f"({varlen['tokens_per_s'] / base['tokens_per_s']:.2f}x, at the same {varlen['peak_memory_gib']:.1f} GiB)",
+                   f"reached {best['tokens_per_s']:,.0f} tokens/s, {best['mfu']:.0%} of the GPU's bf16 peak, at "
+                   f"{best['peak_memory_gib']:.1f} GiB", f"has all {sum(len(c['runs']) for c in res['calls'])} runs"):
+        assert quoted in text, quoted
+    assert base["peak_memory_gib"] == pytest.approx(varlen["peak_memory_gib"], abs=0.1)
 
 
 def test_gpu_session_script_runs_its_cpu_smoke_test(tmp_path, offline_dir):
