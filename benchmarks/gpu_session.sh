@@ -5,10 +5,11 @@
 #   bash benchmarks/gpu_session.sh throughput         # throughput.py --gpu: seed, gpu-full as configured, colab-t4-lora
 #   bash benchmarks/gpu_session.sh mfu                # throughput.py --gpu: gpu-full's sdpa variants (cuDNN attention
 #                                                     #   on/off, activation checkpointing on/off, no packing)
+#   bash benchmarks/gpu_session.sh varlen             # throughput.py --gpu: gpu-full on PyTorch's varlen FlashAttention
 #   TINY=1 bash benchmarks/gpu_session.sh memory train  # the same path on a CPU with the stand-in: checks this script
 #
-# Parts: versions, memory, train, throughput, mfu. Each command runs under its own time limit (LIMIT_memory, LIMIT_train,
-# LIMIT_throughput, LIMIT_mfu, in seconds; PROFILES_train picks train's profiles), so one that hangs cannot take the call's results with it. Everything is written to
+# Parts: versions, memory, train, throughput, mfu, varlen. Each command runs under its own time limit (LIMIT_<part>,
+# in seconds; PROFILES_train picks train's profiles), so one that hangs cannot take the call's results with it. Everything is written to
 # $OUT (the device tool's folder, which comes back; benchmarks/results/device elsewhere): the JSON rows and session.log.
 # Packages the GPU image lacks travel as wheels in .bench/whl (see benchmarks/README.md); they are installed first
 # (not with TINY=1, which uses this machine's environment).
@@ -63,7 +64,11 @@ print('GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else No
       if [ -n "$tiny" ]; then echo "== mfu: skipped (it has no CPU smoke test; needs a GPU)" | tee -a "$log"; continue; fi
       step "${LIMIT_mfu:-330}" python3 benchmarks/throughput.py --gpu --gpu-steps 8 --synthetic-rows 1500 \
            --only "as configured" "no activation checkpointing" "grouped by length" --out "$OUT/throughput_gpu_sdpa.json" ;;
-    *) echo "unknown part: $part (versions, memory, train, throughput, mfu)" >&2; exit 2 ;;
+    varlen)  # PyTorch's varlen FlashAttention: the measured best and the levers not yet tried (about 3 minutes)
+      if [ -n "$tiny" ]; then echo "== varlen: skipped (it has no CPU smoke test; needs a GPU)" | tee -a "$log"; continue; fi
+      step "${LIMIT_varlen:-330}" python3 benchmarks/throughput.py --gpu --gpu-steps 8 --synthetic-rows 1500 \
+           --only "torch varlen" --out "$OUT/throughput_gpu_varlen.json" ;;
+    *) echo "unknown part: $part (versions, memory, train, throughput, mfu, varlen)" >&2; exit 2 ;;
   esac
 done
 exit $failed
