@@ -625,17 +625,12 @@ def register_torch_varlen(name:str=TORCH_VARLEN) -> str:
     from torch.nn.attention.varlen import varlen_attn
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
     params = inspect.signature(varlen_attn).parameters
     causal = dict(window_size=(-1, 0)) if "window_size" in params else dict(is_causal=True)
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
         cu, longest = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
         if cu is None or query.shape[0] != 1 or dropout:
-            if attention_mask is not None and attention_mask.dim() == 2:  # the flash-style padding mask: make sdpa's 4D one
-                q_len, kv_len = query.shape[2], key.shape[2]
-                ones = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device)
-                seen, own = ones.tril(kv_len - q_len), ones.tril(kv_len - q_len) & ones.triu(kv_len - q_len)
-                attention_mask = (seen & attention_mask[:, None, None, -kv_len:].bool()) | own  # own: no empty rows
             return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
         dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else query.dtype
         q, k, v = (t[0].transpose(0, 1).to(dtype).contiguous() for t in (query, key, value))  # (tokens, heads, head_dim)
@@ -644,8 +639,10 @@ def register_torch_varlen(name:str=TORCH_VARLEN) -> str:
         cu = cu.to(device=q.device, dtype=torch.int32)
         out = varlen_attn(q, k, v, cu, cu, int(longest), int(longest), scale=scaling, **causal)
         return out.unsqueeze(0), None  # (1, tokens, heads, head_dim), as transformers' attention functions return
+    def mask(*args, attention_mask=None, **kw):  # padded batches get sdpa's own mask; padding-free ones none at all
+        return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kw)
     AttentionInterface.register(name, attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(name, flash_attention_mask)  # no dense mask: None, or the 2D padding mask
+    ALL_MASK_ATTENTION_FUNCTIONS.register(name, mask)
     return name
 
 
