@@ -67,7 +67,7 @@ print('GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else No
     varlen)  # PyTorch's varlen FlashAttention: the measured best and the levers not yet tried (about 3 minutes)
       if [ -n "$tiny" ]; then echo "== varlen: skipped (it has no CPU smoke test; needs a GPU)" | tee -a "$log"; continue; fi
       step "${LIMIT_varlen:-330}" python3 benchmarks/throughput.py --gpu --gpu-steps 8 --synthetic-rows 1500 \
-           --only "torch varlen" --out "$OUT/throughput_gpu_varlen.json" ;;
+           --only "torch varlen" ${PROFILE_varlen:+--profile "$PROFILE_varlen"} --out "$OUT/throughput_gpu_varlen.json" ;;
     *) echo "unknown part: $part (versions, memory, train, throughput, mfu, varlen)" >&2; exit 2 ;;
   esac
 done
