@@ -263,9 +263,12 @@ def test_chapter_3_quotes_the_committed_gpu_result():
     runs = {n: r for c in res["calls"] for n, r in c["runs"].items()}
     base, varlen = runs["gpu-full as configured (packing bfd, 2048)"], runs["gpu-full as configured, torch varlen attention"]
     name = "gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing, Liger kernels, torch varlen attention"
-    best, best_h100 = runs[name], h100["runs"][name]
-    assert res["device"] == "NVIDIA H200" and h100["device"].startswith("NVIDIA H100") and varlen["attn_implementation"] == "torch_varlen"
-    for r in (base, varlen, best, best_h100): assert r["max_per_example_loss_diff"] <= 1e-3
+    best = runs[name]
+    h100_runs = [c["runs"][name] for c in h100["calls"] if c["runs"].get(name, {}).get("steps") == best["steps"]]
+    lo, hi = min(r["mfu"] for r in h100_runs), max(r["mfu"] for r in h100_runs)
+    assert res["device"] == "NVIDIA H200" and h100["device"].startswith("NVIDIA H100")
+    assert varlen["attn_implementation"] == best["attn_implementation"] == "torch_varlen"
+    for r in (base, varlen, best, *h100_runs): assert r["max_per_example_loss_diff"] <= 1e-3
     assert best["per_device_train_batch_size"] * best["gradient_accumulation_steps"] == \
            base["per_device_train_batch_size"] * base["gradient_accumulation_steps"]  # "the same global batch"
     nb = json.loads((root/"nbs"/"03_sft_config.ipynb").read_text())
@@ -274,8 +277,9 @@ def test_chapter_3_quotes_the_committed_gpu_result():
     for quoted in (f"{base['tokens_per_s']:,.0f} real tokens/s with sdpa", f"{varlen['tokens_per_s']:,.0f} tokens/s "
                    f"({varlen['tokens_per_s'] / base['tokens_per_s']:.2f}x, at the same {varlen['peak_memory_gib']:.1f} GiB)",
                    f"reached {best['tokens_per_s']:,.0f} tokens/s, {best['mfu']:.1%} of the GPU's bf16 peak, at "
-                   f"{best['peak_memory_gib']:.1f} GiB", f"on an H100, {best_h100['tokens_per_s']:,.0f} tokens/s and "
-                   f"{best_h100['mfu']:.1%}", f"has all {sum(len(c['runs']) for c in res['calls'])} runs on the H200"):
+                   f"{best['peak_memory_gib']:.1f} GiB", f"{lo:.1%} to {hi:.1%} in "
+                   f"{['no', 'one', 'two', 'three'][len(h100_runs)]} runs of the same {best['steps']} steps",
+                   f"has all {sum(len(c['runs']) for c in res['calls'])} runs on the H200"):
         assert quoted in text, quoted
     assert base["peak_memory_gib"] == pytest.approx(varlen["peak_memory_gib"], abs=0.1)
 
