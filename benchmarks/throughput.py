@@ -506,58 +506,44 @@ def gpu_main(a, save=None):
             with torch.device("cuda"): return Qwen2ForCausalLM._from_config(cfg, dtype=dtype, attn_implementation=attn)
         return f
     attn_fa = "flash_attention_2" if flash else "sdpa"
-    nocudnn = dict(cudnn_sdp=False)  # sdpa without its cuDNN backend: PyTorch's memory-efficient kernel takes the masks
-    runs = [  # (name, recipe, dtype, attn, overrides, lora, memory cap); overrides' cudnn_sdp switches sdpa's cuDNN backend
+    # the levers, combined into the runs below; overrides' cudnn_sdp switches sdpa's cuDNN backend (off: PyTorch's
+    # memory-efficient kernel takes the masks)
+    nocudnn, nockpt, liger = dict(cudnn_sdp=False), dict(activation_checkpointing=False), dict(use_liger_kernel=True)
+    fused = dict(optim="adamw_torch_fused")
+    mb = lambda n: dict(per_device_train_batch_size=n, gradient_accumulation_steps=16 // n)  # n x 2048, global batch 16
+    full = lambda name, attn=attn_fa, **over: (name, "gpu-full", torch.float32, attn, over, None, None)
+    runs = [  # (name, recipe, dtype, attn, overrides, lora, memory cap)
         ("seed (bf16 autocast, padding, batch 4)", "seed", torch.float32, "sdpa", {}, None, None),
-        ("gpu-full as configured (packing bfd, 2048)", "gpu-full", torch.float32, attn_fa, {}, None, None),
-        ("gpu-full as configured, cuDNN attention off", "gpu-full", torch.float32, "sdpa", nocudnn, None, None),
-        ("gpu-full, packing, no activation checkpointing", "gpu-full", torch.float32, attn_fa,
-         dict(activation_checkpointing=False), None, None),
-        ("gpu-full, packing, no activation checkpointing, cuDNN attention off", "gpu-full", torch.float32, "sdpa",
-         dict(activation_checkpointing=False, **nocudnn), None, None),
-        ("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing", "gpu-full", torch.float32, attn_fa,
-         dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, activation_checkpointing=False), None, None),
-        ("gpu-full, packing 8 x 2048, accumulation 2, checkpointing", "gpu-full", torch.float32, attn_fa,
-         dict(per_device_train_batch_size=8, gradient_accumulation_steps=2), None, None),
-        ("gpu-full, packing 2 x 2048, accumulation 8, no activation checkpointing", "gpu-full", torch.float32, attn_fa,
-         dict(per_device_train_batch_size=2, gradient_accumulation_steps=8, activation_checkpointing=False), None, None),
-        ("gpu-full, packing 2 x 2048, accumulation 8, no activation checkpointing, Liger kernels", "gpu-full", torch.float32,
-         attn_fa, dict(per_device_train_batch_size=2, gradient_accumulation_steps=8, activation_checkpointing=False,
-                       use_liger_kernel=True), None, None),
-        ("gpu-full, packing, no activation checkpointing, Liger kernels", "gpu-full", torch.float32, attn_fa,
-         dict(activation_checkpointing=False, use_liger_kernel=True), None, None),
-        ("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing, Liger kernels", "gpu-full", torch.float32,
-         attn_fa, dict(per_device_train_batch_size=8, gradient_accumulation_steps=2, activation_checkpointing=False,
-                       use_liger_kernel=True), None, None),
-        ("gpu-full as configured, torch varlen attention", "gpu-full", torch.float32, TORCH_VARLEN, {}, None, None),
-        ("gpu-full, packing, no activation checkpointing, Liger kernels, torch varlen attention", "gpu-full", torch.float32,
-         TORCH_VARLEN, dict(activation_checkpointing=False, use_liger_kernel=True), None, None),
-        ("gpu-full, packing 1 x 2048, accumulation 16, checkpointing", "gpu-full", torch.float32, attn_fa,
-         dict(per_device_train_batch_size=1, gradient_accumulation_steps=16), None, None),
-        ("gpu-full, packing 1 x 2048, accumulation 16, no activation checkpointing, Liger kernels", "gpu-full", torch.float32,
-         attn_fa, dict(per_device_train_batch_size=1, gradient_accumulation_steps=16, activation_checkpointing=False,
-                       use_liger_kernel=True), None, None),
-        # not yet measured: the levers left after the runs above (benchmarks/README.md, "Closing the gap")
-        ("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing, Liger kernels, torch varlen attention",
-         "gpu-full", torch.float32, TORCH_VARLEN, dict(per_device_train_batch_size=8, gradient_accumulation_steps=2,
-                                                       activation_checkpointing=False, use_liger_kernel=True), None, None),
-        ("gpu-full, packing, no activation checkpointing, Liger kernels, fused AdamW, torch varlen attention", "gpu-full",
-         torch.float32, TORCH_VARLEN, dict(activation_checkpointing=False, use_liger_kernel=True, optim="adamw_torch_fused"),
-         None, None),
-        ("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing, Liger kernels, fused AdamW, torch varlen attention",
-         "gpu-full", torch.float32, TORCH_VARLEN, dict(per_device_train_batch_size=8, gradient_accumulation_steps=2,
-                                                       activation_checkpointing=False, use_liger_kernel=True,
-                                                       optim="adamw_torch_fused"), None, None),
-        ("gpu-full, packing, checkpointing, Liger kernels, torch varlen attention", "gpu-full", torch.float32, TORCH_VARLEN,
-         dict(use_liger_kernel=True), None, None),
-        ("gpu-full, padding-free without packing, torch varlen attention", "gpu-full", torch.float32, TORCH_VARLEN,
-         dict(packing=False, padding_free=True, max_length=None), None, None),
-        ("gpu-full, no packing: padded, grouped by length, cuDNN attention off", "gpu-full", torch.float32, "sdpa",
-         dict(packing=False, padding_free=False, train_sampling_strategy="group_by_length", max_length=1024, **nocudnn), None, None),
-        ("gpu-full, padding-free without packing", "gpu-full", torch.float32, attn_fa,
-         dict(packing=False, padding_free=True, max_length=None), None, None),
+        full("gpu-full as configured (packing bfd, 2048)"),
+        full("gpu-full as configured, cuDNN attention off", "sdpa", **nocudnn),
+        full("gpu-full, packing, no activation checkpointing", **nockpt),
+        full("gpu-full, packing, no activation checkpointing, cuDNN attention off", "sdpa", **nockpt, **nocudnn),
+        full("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing", **mb(8), **nockpt),
+        full("gpu-full, packing 8 x 2048, accumulation 2, checkpointing", **mb(8)),
+        full("gpu-full, packing 2 x 2048, accumulation 8, no activation checkpointing", **mb(2), **nockpt),
+        full("gpu-full, packing 2 x 2048, accumulation 8, no activation checkpointing, Liger kernels", **mb(2), **nockpt, **liger),
+        full("gpu-full, packing, no activation checkpointing, Liger kernels", **nockpt, **liger),
+        full("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing, Liger kernels", **mb(8), **nockpt, **liger),
+        full("gpu-full as configured, torch varlen attention", TORCH_VARLEN),
+        full("gpu-full, packing, no activation checkpointing, Liger kernels, torch varlen attention", TORCH_VARLEN,
+             **nockpt, **liger),
+        full("gpu-full, packing 1 x 2048, accumulation 16, checkpointing", **mb(1)),
+        full("gpu-full, packing 1 x 2048, accumulation 16, no activation checkpointing, Liger kernels", **mb(1), **nockpt, **liger),
+        # the levers tried on the varlen kernel (benchmarks/README.md, "The levers left")
+        full("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing, Liger kernels, torch varlen attention",
+             TORCH_VARLEN, **mb(8), **nockpt, **liger),
+        full("gpu-full, packing, no activation checkpointing, Liger kernels, fused AdamW, torch varlen attention", TORCH_VARLEN,
+             **nockpt, **liger, **fused),
+        full("gpu-full, packing 8 x 2048, accumulation 2, no activation checkpointing, Liger kernels, fused AdamW, torch varlen "
+             "attention", TORCH_VARLEN, **mb(8), **nockpt, **liger, **fused),
+        full("gpu-full, packing, checkpointing, Liger kernels, torch varlen attention", TORCH_VARLEN, **liger),
+        full("gpu-full, padding-free without packing, torch varlen attention", TORCH_VARLEN,
+             packing=False, padding_free=True, max_length=None),
+        full("gpu-full, no packing: padded, grouped by length, cuDNN attention off", "sdpa", packing=False, padding_free=False,
+             train_sampling_strategy="group_by_length", max_length=1024, **nocudnn),
+        full("gpu-full, padding-free without packing", packing=False, padding_free=True, max_length=None),
         ("colab-t4-lora (fp16 base, 15 GB cap)", "colab-t4-lora", torch.float16, "sdpa", {}, "colab-t4-lora", 15e9),
-        ("gpu-full, packing with flex_attention", "gpu-full", torch.float32, "flex_attention", {}, None, None),
+        full("gpu-full, packing with flex_attention", "flex_attention"),
     ]
     if a.only: runs = [r for r in runs if any(s in r[0] for s in a.only)]
     if any(r[3] == TORCH_VARLEN for r in runs): register_torch_varlen()
